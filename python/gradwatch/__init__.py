@@ -1,0 +1,8 @@
+"""gradwatch: fast CPU training of deep fully-connected networks, with the gradient flow visible."""
+
+from gradwatch import init, ops
+from gradwatch.runtime import build_info, get_num_threads, set_num_threads
+
+__version__ = build_info()["version"]
+
+__all__ = ["build_info", "get_num_threads", "init", "ops", "set_num_threads", "__version__"]
