@@ -1,20 +1,39 @@
-// Branch-free exp and log for float and double, written so that GCC vectorises a loop calling
-// them (under `#pragma omp simd`) for whatever ISA the including file is compiled for.
+// Branch-free exp, expm1, log, log1p, tanh, erf and erfc for float and double, written so that
+// GCC vectorises a loop calling them (under `#pragma omp simd`) for whatever ISA the including
+// file is compiled for. Every function computes all of its cases and selects, so a lane never
+// branches; integer work is done in unsigned types so that no shift or overflow is undefined.
 // Include this only from a kernel file, after GW_ISA names that file's namespace: see
 // gradwatch/cpu_dispatch.hpp for why each ISA needs its own copy.
 //
-// Accuracy: within 2 ulp of the correctly rounded result over the whole range, subnormal
-// results and inputs included. Special values: exp(-inf) = 0, exp(+inf) = +inf,
-// log(0) = -inf, log(x < 0) = NaN, log(+inf) = +inf; NaN in gives NaN out.
+// Accuracy (measured against mpmath / correctly rounded float64 by tests/test_activations.py),
+// subnormal results and inputs included:
+//   vexp, vlog, vlog1p, vexpm1   within 2 ulp
+//   vtanh, verf, verfc           within 4 ulp (double: relative error below 1e-15;
+//                                verfc keeps its relative accuracy deep into the tail)
+// Special values: exp(-inf) = 0, exp(+inf) = +inf, expm1(-inf) = -1, log(0) = -inf,
+// log(x < 0) = NaN, log(+inf) = +inf, log1p(-1) = -inf, tanh(+-inf) = +-1, erf(+-inf) = +-1,
+// erfc(-inf) = 2, erfc(+inf) = 0; NaN in gives NaN out.
 #pragma once
 
 #ifndef GW_ISA
 #error "define GW_ISA (the ISA namespace) before including vecmath.hpp"
 #endif
 
+#include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+
+// Inlining is what lets a loop calling these functions vectorise: the link-time inliner's growth
+// limits for the whole module would otherwise leave some of them as scalar calls.
+#ifndef GW_ALWAYS_INLINE
+#if defined(__GNUC__)
+#define GW_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define GW_ALWAYS_INLINE inline
+#endif
+#endif
 
 namespace gradwatch {
 namespace GW_ISA {
@@ -22,69 +41,128 @@ namespace GW_ISA {
 template <typename T> struct FloatTraits;
 template <> struct FloatTraits<float> {
   using Int = int32_t;
+  using UInt = uint32_t;
   static constexpr int kMantissaBits = 23;
   static constexpr Int kExponentBias = 127;
   // Beyond these exp overflows to inf / underflows to 0 (past the smallest subnormal).
   static constexpr float kExpOverflow = 88.72283935546875f;
   static constexpr float kExpUnderflow = -103.97208404541015625f;
+  // Clamping exp's argument to these makes the arithmetic itself give 0 and inf: no select on
+  // the input is left for GCC's jump threading to duplicate the whole computation over.
+  static constexpr float kExpClampLow = -104.0f;
+  static constexpr float kExpClampHigh = 89.0f;
   static constexpr float kSmallestNormal = 1.17549435e-38f;
+  // Clears the low half of the mantissa: the rest squares exactly.
+  static constexpr UInt kSplitMask = 0xFFFFF000u;
 };
 template <> struct FloatTraits<double> {
   using Int = int64_t;
+  using UInt = uint64_t;
   static constexpr int kMantissaBits = 52;
   static constexpr Int kExponentBias = 1023;
   static constexpr double kExpOverflow = 709.782712893383973096;
   static constexpr double kExpUnderflow = -745.1332191019411;
+  static constexpr double kExpClampLow = -746.0;
+  static constexpr double kExpClampHigh = 710.0;
   static constexpr double kSmallestNormal = 2.2250738585072014e-308;
+  static constexpr UInt kSplitMask = 0xFFFFFFFFF8000000u;
 };
 
 template <typename T>
-inline typename FloatTraits<T>::Int bits_of(T x) {
+GW_ALWAYS_INLINE typename FloatTraits<T>::Int bits_of(T x) {
   typename FloatTraits<T>::Int i;
   std::memcpy(&i, &x, sizeof(T));
   return i;
 }
 
 template <typename T>
-inline T from_bits(typename FloatTraits<T>::Int i) {
+GW_ALWAYS_INLINE T from_bits(typename FloatTraits<T>::Int i) {
   T x;
   std::memcpy(&x, &i, sizeof(T));
   return x;
 }
 
-// 2^n for an integer n within the normal exponent range.
 template <typename T>
-inline T exp2_int(typename FloatTraits<T>::Int n) {
+GW_ALWAYS_INLINE typename FloatTraits<T>::UInt ubits_of(T x) {
+  typename FloatTraits<T>::UInt i;
+  std::memcpy(&i, &x, sizeof(T));
+  return i;
+}
+
+template <typename T>
+GW_ALWAYS_INLINE T from_ubits(typename FloatTraits<T>::UInt i) {
+  T x;
+  std::memcpy(&x, &i, sizeof(T));
+  return x;
+}
+
+// 2^n for an integer n in [1 - bias, bias] (n = bias + 1 gives +inf).
+template <typename T>
+GW_ALWAYS_INLINE T exp2_int(typename FloatTraits<T>::Int n) {
   using Tr = FloatTraits<T>;
-  return from_bits<T>((n + Tr::kExponentBias) << Tr::kMantissaBits);
+  using UInt = typename Tr::UInt;
+  return from_ubits<T>((static_cast<UInt>(n) + static_cast<UInt>(Tr::kExponentBias))
+                       << Tr::kMantissaBits);
+}
+
+constexpr std::size_t floor_log2(std::size_t n) { return n <= 1 ? 0 : 1 + floor_log2(n / 2); }
+
+// c[0] + c[1] x + ... + c[N-1] x^(N-1) by Estrin's scheme: p = low(x) + x^k high(x) with k the
+// largest power of two below N, recursively. The chain of dependent multiply-adds is log2(N)
+// deep instead of N (Horner), and that chain, not the number of operations, is what limits a
+// vectorised loop over a long polynomial. powers[j] holds x^(2^j).
+template <std::size_t kBegin, std::size_t kCount, typename T, std::size_t N>
+GW_ALWAYS_INLINE T estrin_range(const T (&c)[N], const T* powers) {
+  if constexpr (kCount == 1) {
+    return c[kBegin];
+  } else {
+    constexpr std::size_t kLevel = floor_log2(kCount - 1);
+    constexpr std::size_t kLow = std::size_t(1) << kLevel;
+    return estrin_range<kBegin, kLow>(c, powers) +
+           powers[kLevel] * estrin_range<kBegin + kLow, kCount - kLow>(c, powers);
+  }
+}
+
+template <typename T, std::size_t N>
+GW_ALWAYS_INLINE T polynomial(T x, const T (&c)[N]) {
+  static_assert(N >= 2, "a polynomial of degree >= 1");
+  constexpr std::size_t kLevels = floor_log2(N - 1) + 1;
+  T powers[kLevels];
+  powers[0] = x;
+  for (std::size_t j = 1; j < kLevels; ++j) powers[j] = powers[j - 1] * powers[j - 1];
+  return estrin_range<0, N>(c, powers);
 }
 
 // Polynomial for exp(r) - 1 - r on |r| <= ln(2)/2.
-inline float expm1_minus_r_poly(float r) {
+GW_ALWAYS_INLINE float expm1_minus_r_poly(float r) {
   // Cephes expf minimax coefficients.
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  return p * r * r;
+  static constexpr float kCoefficients[] = {
+      5.0000001201e-1f,
+      1.6666665459e-1f,
+      4.1665795894e-2f,
+      8.3334519073e-3f,
+      1.3981999507e-3f,
+      1.9875691500e-4f,
+  };
+  return polynomial(r, kCoefficients) * r * r;
 }
-inline double expm1_minus_r_poly(double r) {
+GW_ALWAYS_INLINE double expm1_minus_r_poly(double r) {
   // Taylor series to r^13/13!: the next term is below 2e-17 relative on |r| <= ln(2)/2.
-  double p = 1.0 / 6227020800.0;
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  return p * r * r;
+  static constexpr double kCoefficients[] = {
+      0.5,
+      1.0 / 6.0,
+      1.0 / 24.0,
+      1.0 / 120.0,
+      1.0 / 720.0,
+      1.0 / 5040.0,
+      1.0 / 40320.0,
+      1.0 / 362880.0,
+      1.0 / 3628800.0,
+      1.0 / 39916800.0,
+      1.0 / 479001600.0,
+      1.0 / 6227020800.0,
+  };
+  return polynomial(r, kCoefficients) * r * r;
 }
 
 template <typename T> struct Ln2Split;
@@ -95,77 +173,145 @@ template <> struct Ln2Split<double> {
   static constexpr double hi = 6.93147180369123816490e-01, lo = 1.90821492927058770002e-10;
 };
 
-// exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 (Cody-Waite).
+// x - c = n ln 2 + r, n = round(x / ln 2) (Cody-Waite), for x clamped to the finite range of
+// exp and |c| much smaller than ln 2 / 2 (c lets a caller pass the low part of an argument).
 template <typename T>
-inline T vexp(T x) {
+struct ExpReduction {
+  T n_real;
+  typename FloatTraits<T>::Int n;
+  T r;
+};
+
+template <typename T>
+GW_ALWAYS_INLINE ExpReduction<T> exp_reduce(T x_clamped, T c) {
   using Tr = FloatTraits<T>;
   using Int = typename Tr::Int;
   constexpr T log2e = static_cast<T>(1.44269504088896340736);
   // Adding 1.5 * 2^mantissa rounds to the nearest integer and leaves it in the low bits.
   constexpr T round_magic = static_cast<T>(1.5) * static_cast<T>(Int(1) << Tr::kMantissaBits);
-  // Clamp so that the arithmetic stays finite; NaN fails both comparisons and passes through.
-  T xc = x < Tr::kExpUnderflow ? Tr::kExpUnderflow : x;
-  xc = xc > Tr::kExpOverflow ? Tr::kExpOverflow : xc;
-  const T shifted = xc * log2e + round_magic;
-  const T n_real = shifted - round_magic;
-  const Int n = bits_of<T>(shifted) - bits_of<T>(round_magic);
-  T r = xc - n_real * Ln2Split<T>::hi;
-  r = r - n_real * Ln2Split<T>::lo;
-  const T exp_r = static_cast<T>(1) + r + expm1_minus_r_poly(r);
-  // Scale in two halves so that subnormal results and 2^128 (float) need no special case.
-  const Int half = n >> 1;
-  T result = exp_r * exp2_int<T>(half) * exp2_int<T>(n - half);
-  result = x > Tr::kExpOverflow ? std::numeric_limits<T>::infinity() : result;
-  result = x < Tr::kExpUnderflow ? static_cast<T>(0) : result;
-  return result;
+  const T shifted = x_clamped * log2e + round_magic;
+  ExpReduction<T> out;
+  out.n_real = shifted - round_magic;
+  out.n = static_cast<Int>(ubits_of<T>(shifted) - ubits_of<T>(round_magic));
+  T r = x_clamped - out.n_real * Ln2Split<T>::hi;
+  r = r - out.n_real * Ln2Split<T>::lo;
+  out.r = r - c;
+  return out;
 }
 
-// log(m) for m in [sqrt(1/2), sqrt(2)] as 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716.
-inline float log_reduced(float m) {
-  const float s = (m - 1.0f) / (m + 1.0f);
-  const float s2 = s * s;
-  float p = 2.0f / 9.0f;
-  p = p * s2 + 2.0f / 7.0f;
-  p = p * s2 + 2.0f / 5.0f;
-  p = p * s2 + 2.0f / 3.0f;
-  // 2s is exact; the correction term carries the rest.
-  return 2.0f * s + s * s2 * p;
-}
-inline double log_reduced(double m) {
-  const double s = (m - 1.0) / (m + 1.0);
-  const double s2 = s * s;
-  double p = 2.0 / 23.0;
-  p = p * s2 + 2.0 / 21.0;
-  p = p * s2 + 2.0 / 19.0;
-  p = p * s2 + 2.0 / 17.0;
-  p = p * s2 + 2.0 / 15.0;
-  p = p * s2 + 2.0 / 13.0;
-  p = p * s2 + 2.0 / 11.0;
-  p = p * s2 + 2.0 / 9.0;
-  p = p * s2 + 2.0 / 7.0;
-  p = p * s2 + 2.0 / 5.0;
-  p = p * s2 + 2.0 / 3.0;
-  return 2.0 * s + s * s2 * p;
-}
-
-// log(x) = e ln 2 + log(m), x = m 2^e with m in [sqrt(1/2), sqrt(2)).
+// 2^n as a product of two powers of two, so that results down to the smallest subnormal and up
+// to 2^(bias + 1) (which overflows to inf only after multiplying by the mantissa) need no case.
 template <typename T>
-inline T vlog(T x) {
+GW_ALWAYS_INLINE T scale_by_exp2(T value, typename FloatTraits<T>::Int n) {
   using Tr = FloatTraits<T>;
   using Int = typename Tr::Int;
+  using UInt = typename Tr::UInt;
+  // floor(n / 2) with a logical shift (AVX2 has no 64-bit arithmetic shift): offset n to >= 0.
+  constexpr UInt kOffset = 2 * static_cast<UInt>(Tr::kExponentBias + 1);
+  const Int half = static_cast<Int>((static_cast<UInt>(n) + kOffset) >> 1) -
+                   static_cast<Int>(kOffset / 2);
+  return value * exp2_int<T>(half) * exp2_int<T>(n - half);
+}
+
+// exp(x - c) for |c| much smaller than ln 2 / 2, e.g. the rounding error of x.
+template <typename T>
+GW_ALWAYS_INLINE T exp_minus(T x, T c) {
+  using Tr = FloatTraits<T>;
+  // At the clamp bounds the scaling underflows to 0 and overflows to inf by itself (n = -150 or
+  // 128 for float); NaN fails both comparisons and passes through.
+  T xc = x < Tr::kExpClampLow ? Tr::kExpClampLow : x;
+  xc = xc > Tr::kExpClampHigh ? Tr::kExpClampHigh : xc;
+  const ExpReduction<T> red = exp_reduce(xc, c);
+  const T exp_r = static_cast<T>(1) + red.r + expm1_minus_r_poly(red.r);
+  return scale_by_exp2(exp_r, red.n);
+}
+
+// exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 (Cody-Waite).
+template <typename T>
+GW_ALWAYS_INLINE T vexp(T x) {
+  return exp_minus(x, static_cast<T>(0));
+}
+
+// exp(x) - 1, accurate for small |x|: expm1(x) = 2^n expm1(r) + (2^n - 1), where 2^n - 1 is exact
+// for n up to the mantissa width; beyond that the - 1 is below the result's rounding.
+template <typename T>
+GW_ALWAYS_INLINE T vexpm1(T x) {
+  using Tr = FloatTraits<T>;
+  // Below this expm1 rounds to -1 in both precisions.
+  constexpr T kMinusOneBelow = static_cast<T>(-40);
+  T xc = x < kMinusOneBelow ? kMinusOneBelow : x;
+  xc = xc > Tr::kExpClampHigh ? Tr::kExpClampHigh : xc;  // `large` overflows to inf there
+  const ExpReduction<T> red = exp_reduce(xc, static_cast<T>(0));
+  const T expm1_r = red.r + expm1_minus_r_poly(red.r);
+  const T two_n = exp2_int<T>(red.n);  // +inf for the largest n, whose lanes use `large`
+  const T moderate = two_n * expm1_r + (two_n - static_cast<T>(1));
+  const T large = scale_by_exp2(static_cast<T>(1) + expm1_r, red.n) - static_cast<T>(1);
+  T result = red.n_real > static_cast<T>(Tr::kMantissaBits) ? large : moderate;
+  // Below this expm1(x) rounds to x (this also keeps the sign of -0).
+  constexpr T kTiny = static_cast<T>(1) / static_cast<T>(typename Tr::Int(1) << (Tr::kMantissaBits + 1));
+  return std::fabs(x) < kTiny ? x : result;
+}
+
+// R(z) = 2z/3 + 2z^2/5 + ... with log(1 + f) = 2 atanh(s) = 2s + s R(s^2), s = f / (2 + f);
+// |s| <= 0.1716 for 1 + f in [sqrt(1/2), sqrt(2)], where the truncated series is below half
+// an ulp.
+GW_ALWAYS_INLINE float log_series(float z) {
+  static constexpr float kCoefficients[] = {
+      2.0f / 3.0f,
+      2.0f / 5.0f,
+      2.0f / 7.0f,
+      2.0f / 9.0f,
+  };
+  return polynomial(z, kCoefficients) * z;
+}
+GW_ALWAYS_INLINE double log_series(double z) {
+  static constexpr double kCoefficients[] = {
+      2.0 / 3.0,
+      2.0 / 5.0,
+      2.0 / 7.0,
+      2.0 / 9.0,
+      2.0 / 11.0,
+      2.0 / 13.0,
+      2.0 / 15.0,
+      2.0 / 17.0,
+      2.0 / 19.0,
+      2.0 / 21.0,
+      2.0 / 23.0,
+  };
+  return polynomial(z, kCoefficients) * z;
+}
+
+// log(x) - c for a correction c much smaller than ulp(1), as e ln 2 + log(1 + f) - c with
+// x = (1 + f) 2^e, 1 + f in [sqrt(1/2), sqrt(2)). log(1 + f) = f - (f^2/2 - s (f^2/2 + R)):
+// f is exact and everything after it a small correction (fdlibm's e_log.c arrangement).
+template <typename T>
+GW_ALWAYS_INLINE T log_minus(T x, T c) {
+  using Tr = FloatTraits<T>;
+  using Int = typename Tr::Int;
+  using UInt = typename Tr::UInt;
   // Subnormals: scale into the normal range first and take the exponent back afterwards.
   constexpr int kSubnormalShift = Tr::kMantissaBits + 2;
+  constexpr T kSubnormalScale = static_cast<T>(Int(1) << kSubnormalShift);
   const bool subnormal = x < Tr::kSmallestNormal;
-  const T scaled = subnormal ? x * exp2_int<T>(kSubnormalShift) : x;
-  const Int bits = bits_of<T>(scaled);
-  // Offset the exponent so that the mantissa lands in [sqrt(1/2), sqrt(2)).
-  const Int sqrt_half_bits = bits_of<T>(static_cast<T>(0.70710678118654752440));
-  const Int offset_bits = bits - sqrt_half_bits;
-  const Int exponent = (offset_bits >> Tr::kMantissaBits);
-  const Int mantissa_bits = bits - (exponent << Tr::kMantissaBits);
-  const T m = from_bits<T>(mantissa_bits);
-  const T e = static_cast<T>(exponent - (subnormal ? kSubnormalShift : 0));
-  T result = e * Ln2Split<T>::hi + (log_reduced(m) + e * Ln2Split<T>::lo);
+  const T scaled = subnormal ? x * kSubnormalScale : x;
+  const UInt bits = ubits_of<T>(scaled);
+  // Offset the exponent so that the mantissa lands in [sqrt(1/2), sqrt(2)); the biased
+  // exponent is then non-negative for every positive x, so a logical shift extracts it.
+  const UInt sqrt_half_bits = ubits_of<T>(static_cast<T>(0.70710678118654752440));
+  const UInt bias_bits = static_cast<UInt>(Tr::kExponentBias) << Tr::kMantissaBits;
+  const UInt biased_exponent = (bits - sqrt_half_bits + bias_bits) >> Tr::kMantissaBits;
+  const UInt mantissa_bits = bits - ((biased_exponent << Tr::kMantissaBits) - bias_bits);
+  const T f = from_ubits<T>(mantissa_bits) - static_cast<T>(1);
+  // Integer to float through the mantissa (exact): AVX2 has no 64-bit integer conversion.
+  constexpr T kTwoToMantissa = static_cast<T>(Int(1) << Tr::kMantissaBits);
+  const T exponent_plus_magic = from_ubits<T>(ubits_of<T>(kTwoToMantissa) | biased_exponent);
+  const T e = exponent_plus_magic - (kTwoToMantissa + static_cast<T>(Tr::kExponentBias)) -
+              (subnormal ? static_cast<T>(kSubnormalShift) : static_cast<T>(0));
+  const T s = f / (static_cast<T>(2) + f);
+  const T half_f_squared = static_cast<T>(0.5) * f * f;
+  const T correction = s * (half_f_squared + log_series(s * s));
+  T result = e * Ln2Split<T>::hi -
+             ((half_f_squared - (correction + (e * Ln2Split<T>::lo - c))) - f);
   result = x == std::numeric_limits<T>::infinity() ? x : result;
   result = x == static_cast<T>(0) ? -std::numeric_limits<T>::infinity() : result;
   result = x < static_cast<T>(0) ? std::numeric_limits<T>::quiet_NaN() : result;
@@ -173,16 +319,174 @@ inline T vlog(T x) {
   return result;
 }
 
-// log(1 + x) for x >= -1, accurate for tiny x: with w = 1 + x rounded, log(w) * x / (w - 1)
-// cancels the rounding of w (Goldberg 1991, Theorem 4).
 template <typename T>
-inline T vlog1p(T x) {
+GW_ALWAYS_INLINE T vlog(T x) {
+  return log_minus(x, static_cast<T>(0));
+}
+
+// log(1 + x) for x >= -1: log(w) + (1 + x - w) / w with w = 1 + x rounded, whose rounding
+// error 1 + x - w is computed exactly (fdlibm's s_log1p.c correction).
+template <typename T>
+GW_ALWAYS_INLINE T vlog1p(T x) {
+  using Tr = FloatTraits<T>;
+  // Below this log1p(x) rounds to x (this also keeps the sign of -0).
+  constexpr T kTiny = static_cast<T>(1) / static_cast<T>(typename Tr::Int(1) << (Tr::kMantissaBits + 1));
   const T w = static_cast<T>(1) + x;
-  const T denominator = w - static_cast<T>(1);
-  const T corrected = vlog(w) * (x / (denominator == static_cast<T>(0) ? static_cast<T>(1) : denominator));
-  T result = denominator == static_cast<T>(0) ? x : corrected;
-  result = x == std::numeric_limits<T>::infinity() ? x : result;
-  return result;
+  const T rounding = w >= static_cast<T>(2) ? static_cast<T>(1) - (w - x) : x - (w - static_cast<T>(1));
+  const T w_or_one = w == static_cast<T>(0) ? static_cast<T>(1) : w;
+  const T result = log_minus(w, -(rounding / w_or_one));
+  return std::fabs(x) < kTiny ? x : result;
+}
+
+// min(|x|, bound) for bound >= 0, computed on the bit patterns, which order like the values for
+// non-negative numbers; NaN gives bound. A floating-point select (a > bound ? bound : a) would
+// let GCC's jump threading duplicate everything computed from the result, once per outcome
+// (measured 3x slower for gelu).
+template <typename T>
+GW_ALWAYS_INLINE T min_of_magnitude(T x, T bound) {
+  using Int = typename FloatTraits<T>::Int;
+  const Int bits = bits_of<T>(std::fabs(x));
+  const Int bound_bits = bits_of<T>(bound);
+  return from_bits<T>(bits < bound_bits ? bits : bound_bits);
+}
+
+// tanh(x) = sign(x) expm1(2|x|) / (expm1(2|x|) + 2): no cancellation near 0.
+template <typename T>
+GW_ALWAYS_INLINE T vtanh(T x) {
+  // tanh rounds to +-1 beyond this in both precisions; clamping keeps expm1 finite.
+  constexpr T kSaturation = static_cast<T>(20);
+  const T a = min_of_magnitude(x, kSaturation);
+  const T em = vexpm1(static_cast<T>(2) * a);
+  const T result = std::copysign(em / (em + static_cast<T>(2)), x);
+  return x != x ? x : result;
+}
+
+// exp(-scale x^2) without the rounding error of x^2 (which erfc would amplify by x^2):
+// x = hi + lo with hi^2 exact, so scale x^2 = scale hi^2 + scale lo (2 hi + lo). scale must be
+// a power of two.
+template <typename T>
+GW_ALWAYS_INLINE T exp_minus_scaled_square(T x, T scale) {
+  using Tr = FloatTraits<T>;
+  // exp(-x^2 / 2) is 0 beyond this in both precisions; clamping keeps the split finite.
+  constexpr T kZeroBeyond = static_cast<T>(40);
+  // NaN becomes kZeroBeyond here; the callers' other factors carry the NaN.
+  const T a = min_of_magnitude(x, kZeroBeyond);
+  const T hi = from_ubits<T>(ubits_of<T>(a) & Tr::kSplitMask);
+  const T lo = a - hi;
+  return exp_minus(-(scale * (hi * hi)), scale * (lo * (hi + hi + lo)));
+}
+
+// erfc(a) exp(a^2) for a >= 0 (NaN passes through), as F(u) / (a + 3) with
+// u = (a - 3) / (a + 3) in [-1, 0.8] and F a polynomial fitted on a in [0, kErfcZeroBeyond]
+// (Chebyshev interpolation in mpmath, coefficients rounded; the rounding dominates the error).
+GW_ALWAYS_INLINE float erfc_scaled_poly(float u) {
+  static constexpr float kCoefficients[] = {
+      1.0740069e+00f,
+      -8.833945e-01f,
+      5.9022844e-01f,
+      -3.1046665e-01f,
+      1.1952727e-01f,
+      -2.6836442e-02f,
+      -1.2169178e-03f,
+      3.0775692e-03f,
+      -4.996759e-04f,
+      -3.340298e-04f,
+  };
+  return polynomial(u, kCoefficients);
+}
+GW_ALWAYS_INLINE double erfc_scaled_poly(double u) {
+  static constexpr double kCoefficients[] = {
+      1.0740069070883398,
+      -0.8833944531698824,
+      0.5902283571040831,
+      -0.31046726190069396,
+      0.1195277612882283,
+      -0.02682723462066803,
+      -0.0012124166452256253,
+      0.0030340619471894005,
+      -0.0005483095170666786,
+      -0.000276777415115837,
+      0.00010756052074567876,
+      3.0396044980787458e-05,
+      -1.7467351714932773e-05,
+      -4.742552914508181e-06,
+      2.758912994833923e-06,
+      9.852903308078803e-07,
+      -4.004763804150826e-07,
+      -2.1593353053488373e-07,
+      4.205754747107241e-08,
+      3.7023863025042324e-08,
+      -1.186145559568988e-09,
+      -2.918153016812884e-09,
+  };
+  return polynomial(u, kCoefficients);
+}
+
+template <typename T> struct ErfcRange;
+// erfc(a) underflows to 0 beyond these; the fit of erfc_scaled_poly covers [0, kZeroBeyond].
+template <> struct ErfcRange<float> { static constexpr float kZeroBeyond = 10.1f; };
+template <> struct ErfcRange<double> { static constexpr double kZeroBeyond = 27.3; };
+
+template <typename T>
+GW_ALWAYS_INLINE T erfc_scaled(T a) {
+  constexpr T kCentre = static_cast<T>(3);
+  const T ac = a > ErfcRange<T>::kZeroBeyond ? ErfcRange<T>::kZeroBeyond : a;
+  const T inverse = static_cast<T>(1) / (ac + kCentre);
+  return erfc_scaled_poly((ac - kCentre) * inverse) * inverse;
+}
+
+// erf(x) / x = P(x^2) for |x| <= 1 (fitted like erfc_scaled_poly).
+GW_ALWAYS_INLINE float erf_small_poly(float z) {
+  static constexpr float kCoefficients[] = {
+      1.1283791e+00f,
+      -3.7612343e-01f,
+      1.1280317e-01f,
+      -2.6715055e-02f,
+      4.921762e-03f,
+      -5.64806e-04f,
+  };
+  return polynomial(z, kCoefficients);
+}
+GW_ALWAYS_INLINE double erf_small_poly(double z) {
+  static constexpr double kCoefficients[] = {
+      1.1283791670955126,
+      -0.37612638903183543,
+      0.11283791670945006,
+      -0.02686617064323777,
+      0.0052239776071164225,
+      -0.0008548325975389692,
+      0.00012055294904839707,
+      -1.492473690741966e-05,
+      1.6447424703317362e-06,
+      -1.6208483801871705e-07,
+      1.3720064546777686e-08,
+      -7.795898827002142e-10,
+  };
+  return polynomial(z, kCoefficients);
+}
+
+// erfc(|x|): relative accuracy over the whole range, including the subnormal tail.
+template <typename T>
+GW_ALWAYS_INLINE T erfc_abs(T x) {
+  const T a = std::fabs(x);
+  return erfc_scaled(a) * exp_minus_scaled_square(a, static_cast<T>(1));
+}
+
+// erfc(x): 1 - erf(x) near 0, where erfc is close to 1 and erf small enough to keep its bits.
+template <typename T>
+GW_ALWAYS_INLINE T verfc(T x) {
+  const T near_zero = static_cast<T>(1) - x * erf_small_poly(x * x);
+  const T tail = erfc_abs(x);
+  const T far = x < static_cast<T>(0) ? static_cast<T>(2) - tail : tail;
+  return std::fabs(x) < static_cast<T>(0.5) ? near_zero : far;
+}
+
+// erf(x): the odd polynomial near 0 keeps the relative accuracy of tiny x; 1 - erfc beyond.
+template <typename T>
+GW_ALWAYS_INLINE T verf(T x) {
+  const T small = x * erf_small_poly(x * x);
+  const T large = std::copysign(static_cast<T>(1) - erfc_abs(x), x);
+  return std::fabs(x) < static_cast<T>(1) ? small : large;
 }
 
 }  // namespace GW_ISA

@@ -1,3 +1,5 @@
 """The kernels of the core as NumPy functions: activations, dense layers, batch norm, losses."""
 
-__all__: list = []
+from gradwatch.activations import activation_backward, activation_derivative, activation_forward
+
+__all__: list = ["activation_backward", "activation_derivative", "activation_forward"]

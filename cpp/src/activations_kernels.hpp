@@ -1,0 +1,463 @@
+// Activation kernels, compiled once per ISA (see gradwatch/cpu_dispatch.hpp).
+//
+// Each activation's math exists once, as scalar inline functions that every loop calls (GCC
+// inlines and vectorises them):
+//   <name>_forward(x)                 f(x)
+//   <name>_backward(dy, x)            dy * f'(x); the derivative is <name>_backward(1, x)
+//   <name>_backward_from_output(dy, y)  dy * f'(x) from y = f(x), where that is cheaper
+// Comparisons are written so that NaN falls through to the arithmetic (or is passed on
+// explicitly with nan_or). Where an infinite x would meet a zero factor (gelu(-inf) =
+// -inf * 0), the zero is selected explicitly, from the factor rather than from a clamp of x: a
+// select on x would let GCC's jump threading duplicate the whole computation once per outcome.
+#pragma once
+
+#ifndef GW_ISA
+#error "define GW_ISA (the ISA namespace) before including activations_kernels.hpp"
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "gradwatch/activations.hpp"
+#include "gradwatch/threads.hpp"
+#include "vecmath.hpp"
+
+namespace gradwatch {
+namespace GW_ISA {
+
+// x itself when x is NaN, else value: how derivatives that are piecewise constant pass NaN on.
+template <typename T>
+GW_ALWAYS_INLINE T nan_or(T x, T value) {
+  return x != x ? x : value;
+}
+
+// PyTorch's SELU constants (Klambauer et al. 2017): scale, and scale * alpha with
+// alpha = 1.6732632423543772848170429916717, as one constant like PyTorch's negcoef.
+template <typename T>
+constexpr T kSeluScale = static_cast<T>(1.0507009873554804934193349852946);
+template <typename T>
+constexpr T kSeluScaleAlpha =
+    static_cast<T>(1.0507009873554804934193349852946 * 1.6732632423543772848170429916717);
+
+template <typename T>
+constexpr T kInvSqrt2 = static_cast<T>(0.70710678118654752440084436210485);
+template <typename T>
+constexpr T kInvSqrt2Pi = static_cast<T>(0.39894228040143267793994605993438);
+template <typename T>
+constexpr T kSqrt2OverPi = static_cast<T>(0.79788456080286535587989211986876);
+template <typename T>
+constexpr T kGeluTanhCubic = static_cast<T>(0.044715);
+
+// ---- identity --------------------------------------------------------------------------------
+template <typename T>
+GW_ALWAYS_INLINE T identity_forward(T x) {
+  return x;
+}
+template <typename T>
+GW_ALWAYS_INLINE T identity_backward(T dy, T x) {
+  return dy * nan_or(x, static_cast<T>(1));
+}
+template <typename T>
+GW_ALWAYS_INLINE T identity_backward_from_output(T dy, T y) {
+  return dy * nan_or(y, static_cast<T>(1));
+}
+
+// ---- sigmoid ---------------------------------------------------------------------------------
+// sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) otherwise, e = exp(-|x|) <= 1: nothing
+// overflows, and sigmoid(-1000) is its true (underflowing) value, not 1 / inf.
+template <typename T>
+GW_ALWAYS_INLINE T sigmoid_forward(T x) {
+  const T e = vexp(-std::fabs(x));
+  return (x >= static_cast<T>(0) ? static_cast<T>(1) : e) / (static_cast<T>(1) + e);
+}
+// sigmoid'(x) = e / (1 + e)^2, symmetric in x: no 1 - sigmoid cancellation for x >> 0.
+template <typename T>
+GW_ALWAYS_INLINE T sigmoid_backward(T dy, T x) {
+  const T e = vexp(-std::fabs(x));
+  const T d = static_cast<T>(1) + e;
+  return dy * e / (d * d);
+}
+template <typename T>
+GW_ALWAYS_INLINE T sigmoid_backward_from_output(T dy, T y) {
+  return dy * y * (static_cast<T>(1) - y);
+}
+
+// ---- tanh ------------------------------------------------------------------------------------
+template <typename T>
+GW_ALWAYS_INLINE T tanh_forward(T x) {
+  return vtanh(x);
+}
+// tanh'(x) = 1 - tanh(x)^2 = 4e / (1 + e)^2 with e = exp(-2|x|): keeps its tiny values where
+// tanh rounds to +-1.
+template <typename T>
+GW_ALWAYS_INLINE T tanh_backward(T dy, T x) {
+  const T e = vexp(static_cast<T>(-2) * std::fabs(x));
+  const T d = static_cast<T>(1) + e;
+  return dy * (static_cast<T>(4) * e) / (d * d);
+}
+// (1 - y)(1 + y) rather than 1 - y^2: 1 - y is exact near y = 1.
+template <typename T>
+GW_ALWAYS_INLINE T tanh_backward_from_output(T dy, T y) {
+  return dy * ((static_cast<T>(1) - y) * (static_cast<T>(1) + y));
+}
+
+// ---- relu ------------------------------------------------------------------------------------
+// NaN < 0 is false, so NaN falls through; relu(-0) = -0 as in PyTorch.
+template <typename T>
+GW_ALWAYS_INLINE T relu_forward(T x) {
+  return x < static_cast<T>(0) ? static_cast<T>(0) : x;
+}
+// relu'(0) = 0 (PyTorch's choice).
+template <typename T>
+GW_ALWAYS_INLINE T relu_backward(T dy, T x) {
+  return dy * nan_or(x, x > static_cast<T>(0) ? static_cast<T>(1) : static_cast<T>(0));
+}
+template <typename T>
+GW_ALWAYS_INLINE T relu_backward_from_output(T dy, T y) {
+  return relu_backward(dy, y);  // y > 0 exactly where x > 0
+}
+
+// ---- leaky_relu ------------------------------------------------------------------------------
+template <typename T>
+GW_ALWAYS_INLINE T leaky_relu_forward(T x, T alpha) {
+  return x < static_cast<T>(0) ? alpha * x : x;
+}
+// leaky_relu'(0) = alpha (PyTorch's choice).
+template <typename T>
+GW_ALWAYS_INLINE T leaky_relu_backward(T dy, T x, T alpha) {
+  return dy * nan_or(x, x > static_cast<T>(0) ? static_cast<T>(1) : alpha);
+}
+// For alpha > 0 only: then y > 0 exactly where x > 0.
+template <typename T>
+GW_ALWAYS_INLINE T leaky_relu_backward_from_output(T dy, T y, T alpha) {
+  return leaky_relu_backward(dy, y, alpha);
+}
+
+// ---- elu -------------------------------------------------------------------------------------
+// elu(x) = x for x > 0, alpha expm1(x) otherwise (expm1: accurate near 0). The exponential
+// sees min(x, 0) so that it never overflows in the lanes that do not use it.
+template <typename T>
+GW_ALWAYS_INLINE T elu_forward(T x, T alpha) {
+  const T negative_part = x > static_cast<T>(0) ? static_cast<T>(0) : x;
+  return x > static_cast<T>(0) ? x : alpha * vexpm1(negative_part);
+}
+// elu'(x) = 1 for x > 0, alpha exp(x) otherwise: elu'(0) = alpha, PyTorch's x <= 0 branch.
+template <typename T>
+GW_ALWAYS_INLINE T elu_backward(T dy, T x, T alpha) {
+  const T negative_part = x > static_cast<T>(0) ? static_cast<T>(0) : x;
+  return dy * (x > static_cast<T>(0) ? static_cast<T>(1) : alpha * vexp(negative_part));
+}
+// For alpha > 0 only: alpha exp(x) = y + alpha where y <= 0.
+template <typename T>
+GW_ALWAYS_INLINE T elu_backward_from_output(T dy, T y, T alpha) {
+  return dy * (y > static_cast<T>(0) ? static_cast<T>(1) : y + alpha);
+}
+
+// ---- selu ------------------------------------------------------------------------------------
+// selu(x) = scale x for x > 0, scale alpha expm1(x) otherwise, scale alpha as one constant.
+template <typename T>
+GW_ALWAYS_INLINE T selu_forward(T x) {
+  const T negative_part = x > static_cast<T>(0) ? static_cast<T>(0) : x;
+  return x > static_cast<T>(0) ? kSeluScale<T> * x : kSeluScaleAlpha<T> * vexpm1(negative_part);
+}
+// selu'(0) = scale alpha (PyTorch's choice).
+template <typename T>
+GW_ALWAYS_INLINE T selu_backward(T dy, T x) {
+  const T negative_part = x > static_cast<T>(0) ? static_cast<T>(0) : x;
+  return dy * (x > static_cast<T>(0) ? kSeluScale<T> : kSeluScaleAlpha<T> * vexp(negative_part));
+}
+template <typename T>
+GW_ALWAYS_INLINE T selu_backward_from_output(T dy, T y) {
+  return dy * (y > static_cast<T>(0) ? kSeluScale<T> : y + kSeluScaleAlpha<T>);
+}
+
+// ---- gelu (erf form) -------------------------------------------------------------------------
+// gelu(x) = x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2: the erfc form keeps the relative accuracy
+// for x << 0, where 1 + erf(x / sqrt 2) would cancel. erfc(|x| / sqrt 2) is
+// erfc_scaled(|x| / sqrt 2) exp(-x^2 / 2), the exponential split so that x^2 / 2 is exact;
+// gauss returns that exponential for gelu', whose Phi'(x) = exp(-x^2 / 2) / sqrt(2 pi).
+template <typename T>
+struct NormalCdf {
+  T cdf;    // Phi(x)
+  T gauss;  // exp(-x^2 / 2)
+};
+template <typename T>
+GW_ALWAYS_INLINE NormalCdf<T> normal_cdf(T x) {
+  NormalCdf<T> out;
+  out.gauss = exp_minus_scaled_square(x, static_cast<T>(0.5));
+  const T half_tail = static_cast<T>(0.5) * erfc_scaled(std::fabs(x) * kInvSqrt2<T>) * out.gauss;
+  out.cdf = x > static_cast<T>(0) ? static_cast<T>(1) - half_tail : half_tail;
+  return out;
+}
+// No clamp of x here (unlike gelu_tanh and silu): a select on x would let GCC's jump threading
+// duplicate the whole computation (3x slower). Where Phi(x) or exp(-x^2 / 2) is 0, the product
+// with x is taken as -0 or 0 directly, which is the limit also for x = -inf and +inf.
+template <typename T>
+GW_ALWAYS_INLINE T gelu_forward(T x) {
+  const T cdf = normal_cdf(x).cdf;
+  return (cdf == static_cast<T>(0) ? static_cast<T>(-0.0) : x) * cdf;
+}
+// gelu'(x) = Phi(x) + x Phi'(x).
+template <typename T>
+GW_ALWAYS_INLINE T gelu_backward(T dy, T x) {
+  const NormalCdf<T> normal = normal_cdf(x);
+  const T density_term =
+      normal.gauss == static_cast<T>(0) ? static_cast<T>(0) : x * (normal.gauss * kInvSqrt2Pi<T>);
+  return dy * (normal.cdf + density_term);
+}
+
+// ---- gelu_tanh -------------------------------------------------------------------------------
+// gelu_tanh(x) = x (1 + tanh(u)) / 2 = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): the
+// sigmoid form has no 1 + tanh cancellation for x << 0.
+template <typename T>
+GW_ALWAYS_INLINE T gelu_tanh_two_u(T x) {
+  return (static_cast<T>(2) * kSqrt2OverPi<T>) * x * (static_cast<T>(1) + kGeluTanhCubic<T> * x * x);
+}
+// Like gelu: no clamp of x; where sigmoid or its derivative is 0, the product with x (or x^3)
+// is taken as 0 directly, also for infinite x.
+template <typename T>
+GW_ALWAYS_INLINE T gelu_tanh_forward(T x) {
+  const T sig = sigmoid_forward(gelu_tanh_two_u(x));
+  return (sig == static_cast<T>(0) ? static_cast<T>(-0.0) : x) * sig;
+}
+// gelu_tanh'(x) = sigmoid(2u) + x sigmoid'(2u) 2u'(x), 2u'(x) = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+template <typename T>
+GW_ALWAYS_INLINE T gelu_tanh_backward(T dy, T x) {
+  const T v = gelu_tanh_two_u(x);
+  const T e = vexp(-std::fabs(v));
+  const T inverse = static_cast<T>(1) / (static_cast<T>(1) + e);
+  const T sig = (v >= static_cast<T>(0) ? static_cast<T>(1) : e) * inverse;
+  const T dsig = e * inverse * inverse;
+  const T dv = (static_cast<T>(2) * kSqrt2OverPi<T>) *
+               (static_cast<T>(1) + static_cast<T>(3) * kGeluTanhCubic<T> * (x * x));
+  const T slope_term = dsig == static_cast<T>(0) ? static_cast<T>(0) : x * dsig * dv;
+  return dy * (sig + slope_term);
+}
+
+// ---- silu ------------------------------------------------------------------------------------
+template <typename T>
+GW_ALWAYS_INLINE T silu_forward(T x) {
+  const T sig = sigmoid_forward(x);
+  return (sig == static_cast<T>(0) ? static_cast<T>(-0.0) : x) * sig;  // silu(-inf) = -0
+}
+// silu'(x) = sigmoid(x) + x sigmoid'(x).
+template <typename T>
+GW_ALWAYS_INLINE T silu_backward(T dy, T x) {
+  const T e = vexp(-std::fabs(x));
+  const T inverse = static_cast<T>(1) / (static_cast<T>(1) + e);
+  const T sig = (x >= static_cast<T>(0) ? static_cast<T>(1) : e) * inverse;
+  const T dsig = e * inverse * inverse;
+  return dy * (sig + (dsig == static_cast<T>(0) ? static_cast<T>(0) : x * dsig));
+}
+
+// ---- softplus --------------------------------------------------------------------------------
+// softplus(x) = max(x, 0) + log1p(exp(-|x|)): softplus(1000) = 1000, softplus(-1000) = its
+// true tiny value (0 after underflow). A NaN x reaches the log1p term.
+template <typename T>
+GW_ALWAYS_INLINE T softplus_forward(T x) {
+  return (x > static_cast<T>(0) ? x : static_cast<T>(0)) + vlog1p(vexp(-std::fabs(x)));
+}
+template <typename T>
+GW_ALWAYS_INLINE T softplus_backward(T dy, T x) {
+  return dy * sigmoid_forward(x);
+}
+
+// ---- one element, by kind -------------------------------------------------------------------
+template <Activation kKind, typename T>
+GW_ALWAYS_INLINE T forward_element(T x, T alpha) {
+  if constexpr (kKind == Activation::identity) return identity_forward(x);
+  if constexpr (kKind == Activation::sigmoid) return sigmoid_forward(x);
+  if constexpr (kKind == Activation::tanh) return tanh_forward(x);
+  if constexpr (kKind == Activation::relu) return relu_forward(x);
+  if constexpr (kKind == Activation::leaky_relu) return leaky_relu_forward(x, alpha);
+  if constexpr (kKind == Activation::elu) return elu_forward(x, alpha);
+  if constexpr (kKind == Activation::selu) return selu_forward(x);
+  if constexpr (kKind == Activation::gelu) return gelu_forward(x);
+  if constexpr (kKind == Activation::gelu_tanh) return gelu_tanh_forward(x);
+  if constexpr (kKind == Activation::silu) return silu_forward(x);
+  if constexpr (kKind == Activation::softplus) return softplus_forward(x);
+}
+
+template <Activation kKind, typename T>
+GW_ALWAYS_INLINE T backward_element(T dy, T x, T alpha) {
+  if constexpr (kKind == Activation::identity) return identity_backward(dy, x);
+  if constexpr (kKind == Activation::sigmoid) return sigmoid_backward(dy, x);
+  if constexpr (kKind == Activation::tanh) return tanh_backward(dy, x);
+  if constexpr (kKind == Activation::relu) return relu_backward(dy, x);
+  if constexpr (kKind == Activation::leaky_relu) return leaky_relu_backward(dy, x, alpha);
+  if constexpr (kKind == Activation::elu) return elu_backward(dy, x, alpha);
+  if constexpr (kKind == Activation::selu) return selu_backward(dy, x);
+  if constexpr (kKind == Activation::gelu) return gelu_backward(dy, x);
+  if constexpr (kKind == Activation::gelu_tanh) return gelu_tanh_backward(dy, x);
+  if constexpr (kKind == Activation::silu) return silu_backward(dy, x);
+  if constexpr (kKind == Activation::softplus) return softplus_backward(dy, x);
+}
+
+constexpr bool has_backward_from_output(Activation kind) {
+  return kind == Activation::identity || kind == Activation::sigmoid ||
+         kind == Activation::tanh || kind == Activation::relu ||
+         kind == Activation::leaky_relu || kind == Activation::elu || kind == Activation::selu;
+}
+
+template <Activation kKind, typename T>
+GW_ALWAYS_INLINE T backward_from_output_element(T dy, T y, T alpha) {
+  static_assert(has_backward_from_output(kKind), "f' of this kind is not a function of y");
+  if constexpr (kKind == Activation::identity) return identity_backward_from_output(dy, y);
+  if constexpr (kKind == Activation::sigmoid) return sigmoid_backward_from_output(dy, y);
+  if constexpr (kKind == Activation::tanh) return tanh_backward_from_output(dy, y);
+  if constexpr (kKind == Activation::relu) return relu_backward_from_output(dy, y);
+  if constexpr (kKind == Activation::leaky_relu) return leaky_relu_backward_from_output(dy, y, alpha);
+  if constexpr (kKind == Activation::elu) return elu_backward_from_output(dy, y, alpha);
+  if constexpr (kKind == Activation::selu) return selu_backward_from_output(dy, y);
+}
+
+// Calls f(std::integral_constant<Activation, kind>{}): turns the run-time kind into a template
+// argument, so that each loop is compiled (and vectorised) for one activation.
+template <typename F>
+void visit_kind(Activation kind, const F& f) {
+  using A = Activation;
+  switch (kind) {
+    case A::identity: f(std::integral_constant<A, A::identity>{}); break;
+    case A::sigmoid: f(std::integral_constant<A, A::sigmoid>{}); break;
+    case A::tanh: f(std::integral_constant<A, A::tanh>{}); break;
+    case A::relu: f(std::integral_constant<A, A::relu>{}); break;
+    case A::leaky_relu: f(std::integral_constant<A, A::leaky_relu>{}); break;
+    case A::elu: f(std::integral_constant<A, A::elu>{}); break;
+    case A::selu: f(std::integral_constant<A, A::selu>{}); break;
+    case A::gelu: f(std::integral_constant<A, A::gelu>{}); break;
+    case A::gelu_tanh: f(std::integral_constant<A, A::gelu_tanh>{}); break;
+    case A::silu: f(std::integral_constant<A, A::silu>{}); break;
+    case A::softplus: f(std::integral_constant<A, A::softplus>{}); break;
+  }
+}
+
+// ---- loops -----------------------------------------------------------------------------------
+// Elements per block. Blocks are the unit of parallel work, so which elements go through the
+// vector body or the scalar remainder of a loop never depends on the thread count.
+constexpr int64_t kActivationBlock = 4096;
+
+template <typename Body>
+void for_each_block(int64_t n, const Body& body) {
+  const int64_t blocks = (n + kActivationBlock - 1) / kActivationBlock;
+  const int threads = threads_for(n);
+  if (threads <= 1) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      body(b * kActivationBlock, std::min(n, (b + 1) * kActivationBlock));
+    }
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) {
+    body(b * kActivationBlock, std::min(n, (b + 1) * kActivationBlock));
+  }
+}
+
+// y = f(x).  y, x: (n)
+template <Activation kKind, typename T>
+void forward_loop(T* y, const T* x, int64_t n, T alpha) {
+  for_each_block(n, [=](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) y[i] = forward_element<kKind>(x[i], alpha);
+  });
+}
+
+// dx = dy * f'(x).  dx, dy, x: (n)
+template <Activation kKind, typename T>
+void backward_loop(T* dx, const T* dy, const T* x, int64_t n, T alpha) {
+  for_each_block(n, [=](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) dx[i] = backward_element<kKind>(dy[i], x[i], alpha);
+  });
+}
+
+// dydx = f'(x), as backward with dy = 1 (an exact factor).  dydx, x: (n)
+template <Activation kKind, typename T>
+void derivative_loop(T* dydx, const T* x, int64_t n, T alpha) {
+  for_each_block(n, [=](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      dydx[i] = backward_element<kKind>(static_cast<T>(1), x[i], alpha);
+    }
+  });
+}
+
+// dx = dy * f'(x) from y = f(x).  dx, dy, y: (n)
+template <Activation kKind, typename T>
+void backward_from_output_loop(T* dx, const T* dy, const T* y, int64_t n, T alpha) {
+  for_each_block(n, [=](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      dx[i] = backward_from_output_element<kKind>(dy[i], y[i], alpha);
+    }
+  });
+}
+
+// ---- entry points (instantiated per ISA, called through GRADWATCH_DISPATCH) ------------------
+// y, x: (n)
+template <typename T>
+void activation_forward_kernel(T* y, const T* x, int64_t n, Activation kind, T alpha) {
+  visit_kind(kind, [&](auto k) { forward_loop<decltype(k)::value>(y, x, n, alpha); });
+}
+
+// dx = dy * f'(x), or f'(x) when dy is null.  dx, dy, x: (n)
+template <typename T>
+void activation_backward_kernel(T* dx, const T* dy, const T* x, int64_t n, Activation kind,
+                                T alpha) {
+  visit_kind(kind, [&](auto k) {
+    if (dy == nullptr) {
+      derivative_loop<decltype(k)::value>(dx, x, n, alpha);
+    } else {
+      backward_loop<decltype(k)::value>(dx, dy, x, n, alpha);
+    }
+  });
+}
+
+// The caller has checked has_backward_from_output(kind).  dx, dy, y: (n)
+template <typename T>
+void activation_backward_from_output_kernel(T* dx, const T* dy, const T* y, int64_t n,
+                                            Activation kind, T alpha) {
+  visit_kind(kind, [&](auto k) {
+    if constexpr (has_backward_from_output(decltype(k)::value)) {
+      backward_from_output_loop<decltype(k)::value>(dx, dy, y, n, alpha);
+    }
+  });
+}
+
+template <VecmathFunction kFunction, typename T>
+GW_ALWAYS_INLINE T vecmath_element(T x) {
+  if constexpr (kFunction == VecmathFunction::exp) return vexp(x);
+  if constexpr (kFunction == VecmathFunction::expm1) return vexpm1(x);
+  if constexpr (kFunction == VecmathFunction::log) return vlog(x);
+  if constexpr (kFunction == VecmathFunction::log1p) return vlog1p(x);
+  if constexpr (kFunction == VecmathFunction::tanh) return vtanh(x);
+  if constexpr (kFunction == VecmathFunction::erf) return verf(x);
+  if constexpr (kFunction == VecmathFunction::erfc) return verfc(x);
+}
+
+template <VecmathFunction kFunction, typename T>
+void vecmath_loop(T* y, const T* x, int64_t n) {
+  for_each_block(n, [=](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) y[i] = vecmath_element<kFunction>(x[i]);
+  });
+}
+
+// y, x: (n)
+template <typename T>
+void vecmath_kernel(T* y, const T* x, int64_t n, VecmathFunction function) {
+  using V = VecmathFunction;
+  switch (function) {
+    case V::exp: vecmath_loop<V::exp>(y, x, n); break;
+    case V::expm1: vecmath_loop<V::expm1>(y, x, n); break;
+    case V::log: vecmath_loop<V::log>(y, x, n); break;
+    case V::log1p: vecmath_loop<V::log1p>(y, x, n); break;
+    case V::tanh: vecmath_loop<V::tanh>(y, x, n); break;
+    case V::erf: vecmath_loop<V::erf>(y, x, n); break;
+    case V::erfc: vecmath_loop<V::erfc>(y, x, n); break;
+  }
+}
+
+}  // namespace GW_ISA
+}  // namespace gradwatch
