@@ -119,10 +119,11 @@ def test_backward_matches_reference(dtype, shape, scale, seed):
 @pytest.mark.simd
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("batch", [1, 3, 64, 65, 130, 300])
-def test_grad_b_adds_rows_in_the_documented_order(dtype, batch):
+@pytest.mark.parametrize("fan_out", [37, 2100], ids=["one_block", "two_column_blocks"])
+def test_grad_b_adds_rows_in_the_documented_order(dtype, batch, fan_out):
     # Chunks of 64 rows, each summed from its first row on, then the chunk sums in order.
-    grad_y = np.random.default_rng(batch).standard_normal((batch, 37)).astype(dtype)
-    w = np.ones((2, 37), dtype=dtype)
+    grad_y = np.random.default_rng(batch).standard_normal((batch, fan_out)).astype(dtype)
+    w = np.ones((2, fan_out), dtype=dtype)
     x = np.ones((batch, 2), dtype=dtype)
     partials = []
     for start in range(0, batch, 64):

@@ -21,16 +21,29 @@ constexpr int64_t kColumnSumRowChunk = 64;
 // Columns per block: the running sums of one block (16 KiB in double) stay in L1.
 constexpr int64_t kColumnSumColumnBlock = 2048;
 
-// Every row of y set to b, the starting value for a GEMM with beta = 1.
+// Rows [row_begin, row_end) of y set to b.
 // y: (N, O)  b: (O)
 template <typename T>
-void broadcast_rows(T* y, const T* b, int64_t N, int64_t O) {
-#pragma omp parallel for num_threads(threads_for(N * O)) schedule(static)
-  for (int64_t row = 0; row < N; ++row) {
+void broadcast_row_range(T* y, const T* b, int64_t row_begin, int64_t row_end, int64_t O) {
+  for (int64_t row = row_begin; row < row_end; ++row) {
     T* y_row = y + row * O;
 #pragma omp simd
     for (int64_t col = 0; col < O; ++col) y_row[col] = b[col];
   }
+}
+
+// Every row of y set to b, the starting value for a GEMM with beta = 1.
+// y: (N, O)  b: (O)
+template <typename T>
+void broadcast_rows(T* y, const T* b, int64_t N, int64_t O) {
+  const int threads = threads_for(N * O);
+  // Even a team of one costs a microsecond in libgomp, as much as a small layer's whole pass.
+  if (threads == 1) {
+    broadcast_row_range(y, b, 0, N, O);
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t row = 0; row < N; ++row) broadcast_row_range(y, b, row, row + 1, O);
 }
 
 // sums[col_begin:col_end] = a[row_begin:row_end, col_begin:col_end].sum(0), adding rows strictly
@@ -68,9 +81,18 @@ void sum_rows(T* sums, const T* a, int64_t row_begin, int64_t row_end, int64_t c
   }
 }
 
+// partial = the sum of rows [chunk * kColumnSumRowChunk, ...) of a, at most kColumnSumRowChunk.
+// partial: (O)  a: (N, O)
+template <typename T>
+void sum_chunk(T* partial, const T* a, int64_t chunk, int64_t N, int64_t O) {
+  const int64_t row_begin = chunk * kColumnSumRowChunk;
+  const int64_t row_end = row_begin + kColumnSumRowChunk < N ? row_begin + kColumnSumRowChunk : N;
+  sum_rows(partial, a, row_begin, row_end, 0, O, O);
+}
+
 // sums = a.sum(0): each chunk of kColumnSumRowChunk rows is summed in order, then the chunk
-// sums are added in chunk order. Chunks (then column blocks) run in parallel; which thread
-// summed what never changes an addition, so the result is the same for any thread count.
+// sums are added in chunk order. Chunks run in parallel; which thread summed which chunk never
+// changes an addition, so the result is the same for any thread count.
 // sums: (O)  a: (N, O)
 template <typename T>
 void column_sum(T* sums, const T* a, int64_t N, int64_t O) {
@@ -81,21 +103,19 @@ void column_sum(T* sums, const T* a, int64_t N, int64_t O) {
   }
   std::vector<T> partial(static_cast<std::size_t>(chunks * O));
   T* partial_data = partial.data();
-#pragma omp parallel for num_threads(threads_for(N * O)) schedule(static)
-  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    const int64_t row_begin = chunk * kColumnSumRowChunk;
-    const int64_t row_end =
-        row_begin + kColumnSumRowChunk < N ? row_begin + kColumnSumRowChunk : N;
-    sum_rows(partial_data + chunk * O, a, row_begin, row_end, 0, O, O);
+  const int threads = threads_for(N * O);
+  if (threads == 1) {  // no parallel region: see broadcast_rows
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      sum_chunk(partial_data + chunk * O, a, chunk, N, O);
+    }
+  } else {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      sum_chunk(partial_data + chunk * O, a, chunk, N, O);
+    }
   }
-  const int64_t blocks = (O + kColumnSumColumnBlock - 1) / kColumnSumColumnBlock;
-#pragma omp parallel for num_threads(threads_for(chunks * O)) schedule(static)
-  for (int64_t block = 0; block < blocks; ++block) {
-    const int64_t col_begin = block * kColumnSumColumnBlock;
-    const int64_t col_end =
-        col_begin + kColumnSumColumnBlock < O ? col_begin + kColumnSumColumnBlock : O;
-    sum_rows(sums, partial_data, 0, chunks, col_begin, col_end, O);
-  }
+  // The chunk sums are a 64th of the data: one thread adds them up.
+  sum_rows(sums, partial_data, 0, chunks, 0, O, O);
 }
 
 }  // namespace GW_ISA
