@@ -25,6 +25,20 @@ def as64(a):
 # dense
 # ---------------------------------------------------------------------------------------------
 
+
+def dense_forward(x, w, b=None):
+    """y = x @ w + b.  x: (N, I)  w: (I, O)  b: (O,) or None  ->  y: (N, O)"""
+    y = as64(x) @ as64(w)
+    return y if b is None else y + as64(b)
+
+
+def dense_backward(grad_y, x, w):
+    """Gradients of y = x @ w + b.  grad_y: (N, O)  x: (N, I)  w: (I, O)
+    ->  grad_x: (N, I), grad_w: (I, O), grad_b: (O,)"""
+    grad_y, x, w = as64(grad_y), as64(x), as64(w)
+    return grad_y @ w.T, x.T @ grad_y, grad_y.sum(axis=0)
+
+
 # (end of dense)
 
 
