@@ -268,6 +268,27 @@ def test_binary_cross_entropy_with_huge_logits(dtype):
     assert loss == pytest.approx(1e4 * (1 - 0.9990000128746033), rel=1e-6)
 
 
+def test_binary_cross_entropy_keeps_relative_accuracy_of_tiny_losses(dtype):
+    # Confident and right: every term is log1p(exp(-|x|)) ~ exp(-|x|), far below 1.
+    x = np.array([20.0, -30.0, 40.0, -60.0], dtype)
+    t = np.array([1.0, 0.0, 1.0, 0.0], dtype)
+    loss, _ = ops.binary_cross_entropy_with_logits(x, t)
+    expected, _ = reference.binary_cross_entropy_with_logits(x, t)
+    assert loss == pytest.approx(expected, rel=1e-6 if dtype == np.float32 else 1e-14)
+
+
+@pytest.mark.simd
+def test_binary_cross_entropy_around_the_log1p_split(dtype):
+    # exp(-|x|) crosses 1/2 at |x| = ln 2, where the log1p reduction switches form.
+    x = (math.log(2) + np.linspace(-1e-3, 1e-3, 41)).astype(dtype)
+    x = np.concatenate([x, -x, np.linspace(-3, 3, 61, dtype=dtype)])
+    t = np.linspace(0, 1, x.size).astype(dtype)
+    loss, grad = ops.binary_cross_entropy_with_logits(x, t)
+    expected_loss, expected_grad = reference.binary_cross_entropy_with_logits(x, t)
+    assert loss == pytest.approx(expected_loss, rel=1e-6 if dtype == np.float32 else 1e-14)
+    assert_close(grad, expected_grad, dtype)
+
+
 def test_subnormal_inputs(dtype):
     tiny = np.finfo(dtype).smallest_subnormal
     logits = np.array([[tiny, 0.0, -tiny]], dtype)
