@@ -1,6 +1,7 @@
-"""Softmax, log-softmax and the losses: examples, reference comparisons, gradients, edges, errors."""
+"""Softmax, log-softmax and the losses: examples, reference, gradients, edge cases, errors."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -79,6 +80,18 @@ def test_mse_worked_example(dtype):
 
 DTYPE = st.sampled_from([np.float32, np.float64])
 
+# Losses are summed in float64, but each term is computed in the input dtype, and float64 sums run
+# sequentially within a lane of a chunk of 8192 (error up to ~4096 eps on the baseline's 2 lanes).
+LOSS_TOLERANCE = {
+    np.dtype(np.float32): {"rel": 1e-5, "abs": 1e-6},
+    np.dtype(np.float64): {"rel": 1e-12, "abs": 1e-13},
+}
+
+
+def assert_loss_close(loss, expected, dtype):
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(expected, **LOSS_TOLERANCE[np.dtype(dtype)])
+
 
 @st.composite
 def logits_arrays(draw, min_dims=2, max_dims=2):
@@ -111,8 +124,7 @@ def test_softmax_cross_entropy_with_class_indices_matches_reference(logits, data
     expected_loss, expected_grad = reference.softmax_cross_entropy(
         logits, reference.one_hot(labels, classes)
     )
-    assert loss == pytest.approx(expected_loss, rel=1e-5 if logits.dtype == np.float32 else 1e-12,
-                                 abs=1e-6 if logits.dtype == np.float32 else 1e-13)
+    assert_loss_close(loss, expected_loss, logits.dtype)
     assert grad.dtype == logits.dtype
     assert_close(grad, expected_grad, logits.dtype)
 
@@ -126,8 +138,7 @@ def test_softmax_cross_entropy_with_probabilities_matches_reference(logits, data
     probs = np.where(sums > 0, weights / np.where(sums > 0, sums, 1), weights).astype(logits.dtype)
     loss, grad = ops.softmax_cross_entropy(logits, probs)
     expected_loss, expected_grad = reference.softmax_cross_entropy(logits, probs)
-    assert loss == pytest.approx(expected_loss, rel=1e-5 if logits.dtype == np.float32 else 1e-12,
-                                 abs=1e-6 if logits.dtype == np.float32 else 1e-13)
+    assert_loss_close(loss, expected_loss, logits.dtype)
     assert_close(grad, expected_grad, logits.dtype)
 
 
@@ -147,8 +158,7 @@ def test_binary_cross_entropy_matches_reference(pair):
     x, t = pair
     loss, grad = ops.binary_cross_entropy_with_logits(x, t)
     expected_loss, expected_grad = reference.binary_cross_entropy_with_logits(x, t)
-    assert loss == pytest.approx(expected_loss, rel=1e-5 if x.dtype == np.float32 else 1e-12,
-                                 abs=1e-7 if x.dtype == np.float32 else 1e-14)
+    assert_loss_close(loss, expected_loss, x.dtype)
     assert grad.shape == x.shape and grad.dtype == x.dtype
     assert_close(grad, expected_grad, x.dtype)
 
@@ -159,8 +169,7 @@ def test_mse_matches_reference(pair):
     pred, target = pair
     loss, grad = ops.mse(pred, target)
     expected_loss, expected_grad = reference.mse(pred, target)
-    # The float32 difference is rounded once before squaring: relative error of one float32 ulp.
-    assert loss == pytest.approx(expected_loss, rel=3e-7 if pred.dtype == np.float32 else 1e-13)
+    assert_loss_close(loss, expected_loss, pred.dtype)
     assert grad.shape == pred.shape and grad.dtype == pred.dtype
     assert_close(grad, expected_grad, pred.dtype)
 
@@ -176,7 +185,7 @@ def test_large_and_odd_rows_match_reference(shape, dtype):
     expected_loss, expected_grad = reference.softmax_cross_entropy(
         logits, reference.one_hot(labels, shape[1])
     )
-    assert loss == pytest.approx(expected_loss, rel=1e-5 if dtype == np.float32 else 1e-12)
+    assert_loss_close(loss, expected_loss, dtype)
     assert_close(grad, expected_grad, dtype)
 
 
@@ -293,7 +302,9 @@ def test_subnormal_inputs(dtype):
     tiny = np.finfo(dtype).smallest_subnormal
     logits = np.array([[tiny, 0.0, -tiny]], dtype)
     assert_close(ops.softmax(logits), [[1 / 3] * 3], dtype)
-    loss, grad = ops.binary_cross_entropy_with_logits(np.array([tiny], dtype), np.array([1.0], dtype))
+    loss, grad = ops.binary_cross_entropy_with_logits(
+        np.array([tiny], dtype), np.array([1.0], dtype)
+    )
     assert loss == pytest.approx(LN2)
     assert_close(grad, [-0.5], dtype)
     # A probability that is itself subnormal is kept, not flushed to zero.
@@ -502,8 +513,8 @@ def test_matches_pytorch(dtype):
     )
     assert math.isnan(loss) and math.isnan(torch_loss)
     assert_close(grad, torch_grad, dtype)
-    special = np.array([[1.0, np.inf, 2.0], [-np.inf, -np.inf, 0.0], [-np.inf] * 3, [3.0, 1.0, 2.0]],
-                       dtype)
+    inf = np.inf
+    special = np.array([[1.0, inf, 2.0], [-inf, -inf, 0.0], [-inf] * 3, [3.0, 1.0, 2.0]], dtype)
     np.testing.assert_allclose(ops.softmax(special), functional.softmax(torch.tensor(special), -1),
                                rtol=1e-6)
     np.testing.assert_allclose(ops.log_softmax(special),
@@ -513,69 +524,76 @@ def test_matches_pytorch(dtype):
 # --- errors ------------------------------------------------------------------------------------
 
 
+def raises(error, message):
+    """pytest.raises matching `message` literally (the messages quote shapes and ranges)."""
+    return pytest.raises(error, match=re.escape(message))
+
+
 @pytest.mark.parametrize("function", [ops.softmax, ops.log_softmax])
 def test_softmax_errors(function):
-    with pytest.raises(TypeError, match="logits must be a float32 or float64 array, got dtype int64"):
+    with raises(TypeError, "logits must be a float32 or float64 array, got dtype int64"):
         function(np.zeros((2, 3), np.int64))
     for bad in (np.float16, np.complex128, np.bool_):
-        with pytest.raises(TypeError, match="logits must be a float32 or float64 array"):
+        with raises(TypeError, "logits must be a float32 or float64 array"):
             function(np.zeros((2, 3), bad))
-    with pytest.raises(ValueError, match="logits must have at least 1 dimension"):
+    with raises(ValueError, "logits must have at least 1 dimension (..., C), got a 0-d array"):
         function(np.float64(1.0))
     for shape in [(0, 3), (3, 0), (0,)]:
-        with pytest.raises(ValueError, match=r"logits is empty \(shape"):
+        with raises(ValueError, "logits is empty (shape"):
             function(np.zeros(shape))
 
 
 def test_softmax_cross_entropy_logits_errors():
-    with pytest.raises(ValueError, match=r"logits must be 2-dimensional \(shape \(N, C\)\), got shape \(3,\)"):
+    with raises(ValueError, "logits must be 2-dimensional (shape (N, C)), got shape (3,)"):
         ops.softmax_cross_entropy(np.zeros(3), np.array([0]))
-    with pytest.raises(ValueError, match=r"logits is empty \(shape \(0, 3\)\)"):
+    with raises(ValueError, "logits is empty (shape (0, 3))"):
         ops.softmax_cross_entropy(np.zeros((0, 3)), np.zeros(0, np.int64))
-    with pytest.raises(ValueError, match=r"logits is empty \(shape \(2, 0\)\)"):
+    with raises(ValueError, "logits is empty (shape (2, 0))"):
         ops.softmax_cross_entropy(np.zeros((2, 0)), np.zeros(2, np.int64))
-    with pytest.raises(TypeError, match="logits must be a float32 or float64 array"):
+    with raises(TypeError, "logits must be a float32 or float64 array"):
         ops.softmax_cross_entropy(np.zeros((2, 3), np.int32), np.zeros(2, np.int64))
 
 
-@pytest.mark.parametrize("bad, value", [(3, 3), (-1, -1), (2**40, 2**40)])
-def test_labels_out_of_range(bad, value):
-    with pytest.raises(ValueError, match=rf"labels must be class indices in \[0, 3\), got {value} at index 1"):
+@pytest.mark.parametrize("bad", [3, -1, 2**40])
+def test_labels_out_of_range(bad):
+    with raises(ValueError, f"labels must be class indices in [0, 3), got {bad} at index 1"):
         ops.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, bad]))
 
 
 def test_uint64_labels_beyond_int64_are_out_of_range():
-    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 3\), got 18446744073709551615"):
+    with raises(ValueError, "labels must be class indices in [0, 3), got 18446744073709551615"):
         ops.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 2**64 - 1], np.uint64))
 
 
 def test_labels_shape_and_dtype_errors():
     logits = np.zeros((4, 3))
-    with pytest.raises(ValueError, match=r"labels must have shape \(N,\) = \(4,\) to match logits of shape \(4, 3\), got \(3,\)"):
+    with raises(ValueError, "labels must have shape (N,) = (4,) to match logits of shape (4, 3), "
+                            "got (3,)"):
         ops.softmax_cross_entropy(logits, np.array([0, 1, 2]))
-    with pytest.raises(ValueError, match=r"integer labels are class indices and must have shape \(N,\) = \(4,\), got \(4, 3\)"):
+    with raises(ValueError, "integer labels are class indices and must have shape (N,) = (4,), "
+                            "got (4, 3)"):
         ops.softmax_cross_entropy(logits, np.zeros((4, 3), np.int64))
-    with pytest.raises(TypeError, match="labels is a 1-D float array .*class indices must be integers"):
+    with pytest.raises(TypeError, match="1-D float array .*class indices must be integers"):
         ops.softmax_cross_entropy(logits, np.array([0.0, 1.0, 2.0, 0.0]))
     with pytest.raises(TypeError, match="labels must be integer class indices .* got dtype bool"):
         ops.softmax_cross_entropy(logits, np.array([True, False, True, False]))
-    with pytest.raises(TypeError, match="got dtype complex128"):
+    with raises(TypeError, "got dtype complex128"):
         ops.softmax_cross_entropy(logits, np.zeros(4, np.complex128))
-    with pytest.raises(TypeError, match="got dtype str"):
+    with raises(TypeError, "got dtype str"):
         ops.softmax_cross_entropy(logits, ["a", "b", "c", "d"])
-    with pytest.raises(TypeError, match="labels must be array-like of numbers"):
+    with raises(TypeError, "labels must be array-like of numbers"):
         ops.softmax_cross_entropy(logits, [[0.5, 0.5], [1.0]])
 
 
 def test_probability_labels_errors():
     logits = np.zeros((4, 3), np.float32)
-    with pytest.raises(TypeError, match="cannot mix float32 and float64 in one call"):
+    with raises(TypeError, "cannot mix float32 and float64 in one call"):
         ops.softmax_cross_entropy(logits, np.full((4, 3), 1 / 3))
-    with pytest.raises(TypeError, match="labels must be a float32 or float64 array, got dtype float16"):
+    with raises(TypeError, "labels must be a float32 or float64 array, got dtype float16"):
         ops.softmax_cross_entropy(logits, np.zeros((4, 3), np.float16))
-    with pytest.raises(ValueError, match=r"probability labels must have the shape of logits \(4, 3\), got \(4, 2\)"):
+    with raises(ValueError, "probability labels must have the shape of logits (4, 3), got (4, 2)"):
         ops.softmax_cross_entropy(logits, np.zeros((4, 2), np.float32))
-    with pytest.raises(ValueError, match=r"probability labels must have the shape of logits \(4, 3\), got \(4, 3, 1\)"):
+    with raises(ValueError, "must have the shape of logits (4, 3), got (4, 3, 1)"):
         ops.softmax_cross_entropy(logits, np.zeros((4, 3, 1), np.float32))
 
 
@@ -584,31 +602,31 @@ def test_probability_labels_errors():
     [(ops.binary_cross_entropy_with_logits, "logits", "targets"), (ops.mse, "pred", "target")],
 )
 def test_elementwise_loss_errors(function, first, second):
-    with pytest.raises(ValueError, match=rf"{second} must have the shape of {first} \(2, 3\), got \(3, 2\)"):
+    with raises(ValueError, f"{second} must have the shape of {first} (2, 3), got (3, 2)"):
         function(np.zeros((2, 3)), np.zeros((3, 2)))
-    with pytest.raises(ValueError, match=rf"{first} is empty \(shape \(0, 3\)\)"):
+    with raises(ValueError, f"{first} is empty (shape (0, 3))"):
         function(np.zeros((0, 3)), np.zeros((0, 3)))
-    with pytest.raises(TypeError, match="cannot mix float32 and float64"):
+    with raises(TypeError, "cannot mix float32 and float64"):
         function(np.zeros(3, np.float32), np.zeros(3))
-    with pytest.raises(TypeError, match=f"{second} must be a float32 or float64 array, got dtype int64"):
+    with raises(TypeError, f"{second} must be a float32 or float64 array, got dtype int64"):
         function(np.zeros(3), np.zeros(3, np.int64))
 
 
 def test_core_rechecks_sizes_without_crashing():
     logits = np.zeros((4, 3))
-    with pytest.raises(ValueError, match="labels: dimension 0 must be 4, got 3"):
+    with raises(ValueError, "labels: dimension 0 must be 4, got 3"):
         _core.softmax_cross_entropy(logits, np.zeros(3, np.int64))
-    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 3\), got 7 at index 0"):
+    with raises(ValueError, "labels must be class indices in [0, 3), got 7 at index 0"):
         _core.softmax_cross_entropy(logits, np.array([7, 0, 0, 0]))
-    with pytest.raises(ValueError, match="logits and labels must have the same shape"):
+    with raises(ValueError, "logits and labels must have the same shape"):
         _core.softmax_cross_entropy(logits, np.zeros((4, 2)))
-    with pytest.raises(ValueError, match="logits must have 2 dimensions, got 1"):
+    with raises(ValueError, "logits must have 2 dimensions, got 1"):
         _core.softmax(np.zeros(3))
-    with pytest.raises(ValueError, match="C \\(classes\\) must be >= 1, got 0"):
+    with raises(ValueError, "C (classes) must be >= 1, got 0"):
         _core.log_softmax(np.zeros((2, 0)))
-    with pytest.raises(ValueError, match="input and target must have the same shape"):
+    with raises(ValueError, "input and target must have the same shape"):
         _core.mse(np.zeros(3), np.zeros(4))
-    with pytest.raises(ValueError, match="E \\(elements\\) must be >= 1, got 0"):
+    with raises(ValueError, "E (elements) must be >= 1, got 0"):
         _core.binary_cross_entropy_with_logits(np.zeros(0), np.zeros(0))
-    with pytest.raises(TypeError, match="incompatible function arguments"):
+    with raises(TypeError, "incompatible function arguments"):
         _core.softmax_cross_entropy(logits, np.zeros(4, np.int32))

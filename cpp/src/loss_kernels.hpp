@@ -206,7 +206,8 @@ void binary_cross_entropy_with_logits(T* dx, double* partials, const T* x, const
       const T denominator = (upper ? three : two) + decay;
       const T one_plus_decay = one + decay;
       const T reciprocal = one / (one_plus_decay * denominator);
-      const T log1p_decay = (upper ? ln2 : zero) + two_atanh(numerator * one_plus_decay * reciprocal);
+      const T s = numerator * one_plus_decay * reciprocal;
+      const T log1p_decay = (upper ? ln2 : zero) + two_atanh(s);
       // max(x, 0) - x t as x (1 - t) or -x t: one rounding, no cancellation of x against x t.
       const T linear = v > 0 ? v * (one - t) : -v * t;
       sum += static_cast<double>(linear + log1p_decay);
