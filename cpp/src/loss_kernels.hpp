@@ -106,7 +106,7 @@ void softmax_cross_entropy_indices(T* dlogits, double* row_loss, const T* logits
     const int64_t label = labels[n];
     const T shift = row_max(row, C);
     const double sum = exp_shifted(grad, row, shift, C);
-    // The label's logit minus the max in double: exact, and finite for any finite float32 spread.
+    // The label's logit minus the max in double: no float32 rounding, no overflow for any spread.
     row_loss[n] = std::log(sum) - (static_cast<double>(row[label]) - static_cast<double>(shift));
     const double inv_sum_batch = inv_batch / sum;
     const T exp_label = grad[label];

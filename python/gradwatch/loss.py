@@ -28,7 +28,10 @@ _INT64_MAX = np.iinfo(np.int64).max
 def _floats(*named: tuple[str, object]) -> tuple[np.ndarray, ...]:
     """float_arrays, keeping 0-d inputs 0-d (np.ascontiguousarray makes them 1-d)."""
     converted = float_arrays(*named)
-    return tuple(array.reshape(np.shape(value)) for array, (_, value) in zip(converted, named))
+    return tuple(
+        array.reshape(()) if array.shape == (1,) and np.ndim(value) == 0 else array
+        for array, (_, value) in zip(converted, named)
+    )
 
 
 def _as_rows(logits) -> np.ndarray:
