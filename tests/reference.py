@@ -159,6 +159,20 @@ def activation_backward_from_output(grad_y, y, kind, alpha=None):
 # dense
 # ---------------------------------------------------------------------------------------------
 
+
+def dense_forward(x, w, b=None):
+    """y = x @ w + b.  x: (N, I)  w: (I, O)  b: (O,) or None  ->  y: (N, O)"""
+    y = as64(x) @ as64(w)
+    return y if b is None else y + as64(b)
+
+
+def dense_backward(grad_y, x, w):
+    """Gradients of y = x @ w + b.  grad_y: (N, O)  x: (N, I)  w: (I, O)
+    ->  grad_x: (N, I), grad_w: (I, O), grad_b: (O,)"""
+    grad_y, x, w = as64(grad_y), as64(x), as64(w)
+    return grad_y @ w.T, x.T @ grad_y, grad_y.sum(axis=0)
+
+
 # (end of dense)
 
 
@@ -173,12 +187,158 @@ def activation_backward_from_output(grad_y, y, kind, alpha=None):
 # losses
 # ---------------------------------------------------------------------------------------------
 
+
+def softmax(x):
+    """x: (N, C) -> (N, C), rows normalised, the row maximum subtracted first."""
+    x = as64(x)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def log_softmax(x):
+    """x: (N, C) -> (N, C)."""
+    x = as64(x)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def one_hot(labels, classes):
+    """labels: (N,) class indices -> (N, C) float64."""
+    labels = np.asarray(labels)
+    out = np.zeros((labels.shape[0], classes))
+    out[np.arange(labels.shape[0]), labels] = 1.0
+    return out
+
+
+def softmax_cross_entropy(logits, probs):
+    """logits, probs: (N, C) -> (loss, grad (N, C)).
+
+    loss = -(1/N) sum_n sum_c p[n, c] log_softmax(x)[n, c];
+    grad = (softmax(x) * sum_c p[n, c] - p) / N (= (softmax - p) / N for rows of p summing to 1).
+    """
+    logits, probs = as64(logits), as64(probs)
+    batch = logits.shape[0]
+    loss = -(probs * log_softmax(logits)).sum() / batch
+    grad = (softmax(logits) * probs.sum(axis=1, keepdims=True) - probs) / batch
+    return loss, grad
+
+
+def binary_cross_entropy_with_logits(x, t):
+    """x, t: (*) -> (loss, grad (*)); loss = mean(max(x, 0) - x t + log1p(exp(-|x|)))."""
+    x, t = as64(x), as64(t)
+    decay = np.exp(-np.abs(x))
+    loss = np.mean(np.maximum(x, 0) - x * t + np.log1p(decay))
+    sigmoid = np.where(x >= 0, 1 / (1 + decay), decay / (1 + decay))
+    return loss, (sigmoid - t) / x.size
+
+
+def mse(pred, target):
+    """pred, target: (*) -> (loss, grad (*)); loss = mean((pred - target)^2)."""
+    diff = as64(pred) - as64(target)
+    return np.mean(diff * diff), 2 * diff / diff.size
+
+
 # (end of losses)
 
 
 # ---------------------------------------------------------------------------------------------
 # initialisation
 # ---------------------------------------------------------------------------------------------
+# The documented layout of gradwatch's random streams (cpp/include/gradwatch/random.hpp) and the
+# textbook formulas of each scheme, written independently of the package.
+
+PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
+PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
+STREAM_NORMAL, STREAM_UNIFORM, STREAM_ORTHOGONAL = 1, 2, 3
+MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def philox4x32_10(counters, key):
+    """Philox4x32-10 (Salmon et al. 2011). counters: (B, 4) uint32  key: (2,)  -> (B, 4) uint32."""
+    c = [np.asarray(counters, dtype=np.uint64)[:, w].copy() for w in range(4)]
+    k0, k1 = int(key[0]), int(key[1])
+    for round_index in range(10):
+        if round_index > 0:
+            k0, k1 = (k0 + PHILOX_W0) & 0xFFFFFFFF, (k1 + PHILOX_W1) & 0xFFFFFFFF
+        p0 = np.uint64(PHILOX_M0) * c[0]  # < 2^64: no wrap-around
+        p1 = np.uint64(PHILOX_M1) * c[2]
+        c = [
+            (p1 >> np.uint64(32)) ^ c[1] ^ np.uint64(k0),
+            p1 & MASK32,
+            (p0 >> np.uint64(32)) ^ c[3] ^ np.uint64(k1),
+            p0 & MASK32,
+        ]
+    return np.stack(c, axis=1).astype(np.uint32)
+
+
+def stream_integers(seed, stream, n):
+    """The 52-bit integers k_0 .. k_{n-1} of stream (seed, stream): value e is from block e // 2,
+    words (x0, x1) for even e and (x2, x3) for odd e, k = (x_high << 32 | x_low) >> 12.  -> (n,)"""
+    blocks = (n + 1) // 2
+    index = np.arange(blocks, dtype=np.uint64)
+    counters = np.stack(
+        [index & MASK32, index >> np.uint64(32),
+         np.full(blocks, stream, np.uint64), np.zeros(blocks, np.uint64)],
+        axis=1,
+    ).astype(np.uint32)
+    words = philox4x32_10(counters, [seed & 0xFFFFFFFF, seed >> 32]).astype(np.uint64)
+    high, low = words[:, [1, 3]], words[:, [0, 2]]
+    k = ((high << np.uint64(32)) | low).reshape(-1)[:n]
+    return k >> np.uint64(12)
+
+
+def open_uniforms(seed, stream, n):
+    """u_e = (2 k_e + 1) / 2^53, in the open interval (0, 1).  -> (n,)"""
+    return (2 * stream_integers(seed, stream, n) + 1).astype(np.float64) * 2.0**-53
+
+
+def standard_normals(seed, stream, n):
+    """Box-Muller on the pairs (u_{2b}, u_{2b+1}): z_{2b} = r cos(theta), z_{2b+1} = r sin(theta),
+    r = sqrt(-2 log u_{2b}), theta = 2 pi u_{2b+1}.  -> (n,)"""
+    u = open_uniforms(seed, stream, n + (n % 2)).reshape(-1, 2)
+    r = np.sqrt(-2.0 * np.log(u[:, 0]))
+    theta = 2.0 * math.pi * u[:, 1]
+    return np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1).reshape(-1)[:n]
+
+
+def init_normal(seed, fan_in, fan_out, std):
+    """W ~ N(0, std^2), element (i, j) = std * z_{i fan_out + j}.  -> (I, O)"""
+    return std * standard_normals(seed, STREAM_NORMAL, fan_in * fan_out).reshape(fan_in, fan_out)
+
+
+def init_uniform(seed, fan_in, fan_out, limit):
+    """W ~ U(-limit, limit), element e = limit * (2 u_e - 1) (2 u - 1 is exact).  -> (I, O)"""
+    k = stream_integers(seed, STREAM_UNIFORM, fan_in * fan_out)
+    symmetric = (2 * k + 1).astype(np.float64) * 2.0**-52 - 1.0
+    return (limit * symmetric).reshape(fan_in, fan_out)
+
+
+def init_orthogonal(seed, fan_in, fan_out, gain):
+    """gain * Q from numpy's QR of the Gaussian G (G^T when fan_in < fan_out), columns of Q
+    multiplied by sign(diag R) (Mezzadri 2007).  -> (I, O)"""
+    g = standard_normals(seed, STREAM_ORTHOGONAL, fan_in * fan_out).reshape(fan_in, fan_out)
+    a = g if fan_in >= fan_out else g.T
+    q, r = np.linalg.qr(a)
+    q = q * np.where(np.diag(r) < 0, -1.0, 1.0)
+    return gain * (q if fan_in >= fan_out else q.T)
+
+
+def init_spread(scheme, fan_in, fan_out, gain=1.0, negative_slope=0.0):
+    """(distribution, parameter): ("normal", std) or ("uniform", limit) of a fan-based scheme
+    (negative_slope is the a of leaky ReLU, 0 for ReLU)."""
+    a = negative_slope
+    return {
+        # Glorot & Bengio 2010: Var = 2 / (fan_in + fan_out)
+        "xavier_normal": ("normal", gain * math.sqrt(2.0 / (fan_in + fan_out))),
+        "xavier_uniform": ("uniform", gain * math.sqrt(6.0 / (fan_in + fan_out))),
+        # He et al. 2015: Var = 2 / ((1 + a^2) fan_in)
+        "he_normal": ("normal", gain * math.sqrt(2.0 / ((1 + a * a) * fan_in))),
+        "he_uniform": ("uniform", gain * math.sqrt(6.0 / ((1 + a * a) * fan_in))),
+        # LeCun et al. 1998: Var = 1 / fan_in
+        "lecun_normal": ("normal", gain * math.sqrt(1.0 / fan_in)),
+        "lecun_uniform": ("uniform", gain * math.sqrt(3.0 / fan_in)),
+    }[scheme]
+
 
 # (end of initialisation)
 

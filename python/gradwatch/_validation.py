@@ -62,7 +62,7 @@ def float_arrays(*named: tuple[str, object]) -> tuple[Optional[np.ndarray], ...]
                 raise TypeError(
                     f"{name} must hold real numbers, got dtype {_dtype_name(value.dtype)}"
                 )
-        converted.append(np.ascontiguousarray(value, dtype=dtype))
+        converted.append(np.asarray(value, dtype=dtype, order="C"))  # keeps 0-d arrays 0-d
     return tuple(converted)
 
 
