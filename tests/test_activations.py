@@ -364,6 +364,7 @@ def vecmath_points(function, dtype):
                 rng.uniform(0.5, 2.0, 1000), 1.0 + rng.uniform(-1e-6, 1e-6, 300)],
         "log1p": [10.0 ** rng.uniform(-30, 30, 1500), -(10.0 ** rng.uniform(-30, -1e-7, 1000)),
                   rng.uniform(-0.999, 2.0, 1000), signed_tiny],
+        "log1p_unit": [rng.uniform(0.0, 1.0, 3000), tiny, [0.5, 1.0]],
         "tanh": [rng.uniform(-25, 25, 2000), rng.uniform(-1, 1, 1000), signed_tiny],
         "erf": [rng.uniform(-7, 7, 2000), rng.uniform(-1.5, 1.5, 1000), signed_tiny],
         "erfc": [rng.uniform(-7, 28 if is64 else 10.1, 3000), rng.uniform(-1.5, 1.5, 1000),
@@ -381,6 +382,7 @@ VECMATH_ULPS = {  # function: (float32, float64)
     "expm1": (2.0, 3.0),
     "log": (2.0, 2.0),
     "log1p": (2.0, 2.0),
+    "log1p_unit": (2.0, 2.0),
     "tanh": (3.0, 4.0),
     "erf": (4.0, 3.0),
     "erfc": (5.0, 5.0),
@@ -391,7 +393,8 @@ VECMATH_ULPS = {  # function: (float32, float64)
 @pytest.mark.parametrize("function", sorted(VECMATH_ULPS))
 def test_vecmath_accuracy_in_ulps(function, dtype):
     x = vecmath_points(function, dtype)
-    reference_function = np.vectorize(getattr(math, function), otypes=[np.float64])
+    math_function = math.log1p if function == "log1p_unit" else getattr(math, function)
+    reference_function = np.vectorize(math_function, otypes=[np.float64])
     with np.errstate(over="ignore"):
         expected = reference_function(x.astype(np.float64))
         if dtype == np.float32:

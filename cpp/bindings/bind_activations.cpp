@@ -138,6 +138,7 @@ void register_activations(py::module_& m) {
       .value("expm1", VecmathFunction::expm1)
       .value("log", VecmathFunction::log)
       .value("log1p", VecmathFunction::log1p)
+      .value("log1p_unit", VecmathFunction::log1p_unit)
       .value("tanh", VecmathFunction::tanh)
       .value("erf", VecmathFunction::erf)
       .value("erfc", VecmathFunction::erfc);

@@ -254,10 +254,11 @@ GW_ALWAYS_INLINE T silu_backward(T dy, T x) {
 
 // ---- softplus --------------------------------------------------------------------------------
 // softplus(x) = max(x, 0) + log1p(exp(-|x|)): softplus(1000) = 1000, softplus(-1000) = its
-// true tiny value (0 after underflow). A NaN x reaches the log1p term.
+// true tiny value (0 after underflow). A NaN x reaches the log1p term. exp(-|x|) is in [0, 1],
+// where vlog1p_unit is enough.
 template <typename T>
 GW_ALWAYS_INLINE T softplus_forward(T x) {
-  return (x > static_cast<T>(0) ? x : static_cast<T>(0)) + vlog1p(vexp(-std::fabs(x)));
+  return (x > static_cast<T>(0) ? x : static_cast<T>(0)) + vlog1p_unit(vexp(-std::fabs(x)));
 }
 template <typename T>
 GW_ALWAYS_INLINE T softplus_backward(T dy, T x) {
@@ -431,6 +432,7 @@ GW_ALWAYS_INLINE T vecmath_element(T x) {
   if constexpr (kFunction == VecmathFunction::expm1) return vexpm1(x);
   if constexpr (kFunction == VecmathFunction::log) return vlog(x);
   if constexpr (kFunction == VecmathFunction::log1p) return vlog1p(x);
+  if constexpr (kFunction == VecmathFunction::log1p_unit) return vlog1p_unit(x);
   if constexpr (kFunction == VecmathFunction::tanh) return vtanh(x);
   if constexpr (kFunction == VecmathFunction::erf) return verf(x);
   if constexpr (kFunction == VecmathFunction::erfc) return verfc(x);
@@ -453,6 +455,7 @@ void vecmath_kernel(T* y, const T* x, int64_t n, VecmathFunction function) {
     case V::expm1: vecmath_loop<V::expm1>(y, x, n); break;
     case V::log: vecmath_loop<V::log>(y, x, n); break;
     case V::log1p: vecmath_loop<V::log1p>(y, x, n); break;
+    case V::log1p_unit: vecmath_loop<V::log1p_unit>(y, x, n); break;
     case V::tanh: vecmath_loop<V::tanh>(y, x, n); break;
     case V::erf: vecmath_loop<V::erf>(y, x, n); break;
     case V::erfc: vecmath_loop<V::erfc>(y, x, n); break;

@@ -1,5 +1,6 @@
-// Branch-free exp, expm1, log, log1p, tanh, erf and erfc for float and double, written so that
-// GCC vectorises a loop calling them (under `#pragma omp simd`) for whatever ISA the including
+// Branch-free exp, expm1, log, log1p (and log1p_unit, for arguments in [0, 1]), tanh, erf and
+// erfc for float and double, plus the helpers they share (exp_minus, log_minus, erfc_scaled,
+// polynomial, ...), written so that GCC vectorises a loop calling them (under `#pragma omp simd`) for whatever ISA the including
 // file is compiled for. Every function computes all of its cases and selects, so a lane never
 // branches; integer work is done in unsigned types so that no shift or overflow is undefined.
 // Include this only from a kernel file, after GW_ISA names that file's namespace: see
@@ -7,7 +8,8 @@
 //
 // Accuracy, largest error seen against mpmath (float and double alike; subnormal results and
 // inputs included; tests/test_activations.py checks these against Python's math module):
-//   vexp 1.2 ulp, vexpm1 1.8, vlog 0.75, vlog1p 0.75, vtanh 1.9, verf 2.5, verfc 3.9.
+//   vexp 1.2 ulp, vexpm1 1.8, vlog 0.75, vlog1p 0.75, vlog1p_unit 0.9, vtanh 1.9, verf 2.5,
+//   verfc 3.9.
 // In double that is a relative error below 1e-15 everywhere; verfc keeps it deep into the
 // tail (erfc(26) ~ 1e-296), since exp(-x^2) is taken without the rounding error of x^2.
 // Special values: exp(-inf) = 0, exp(+inf) = +inf, expm1(-inf) = -1, log(0) = -inf,
@@ -336,6 +338,21 @@ GW_ALWAYS_INLINE T vlog1p(T x) {
   const T w_or_one = w == static_cast<T>(0) ? static_cast<T>(1) : w;
   const T result = log_minus(w, -(rounding / w_or_one));
   return std::fabs(x) < kTiny ? x : result;
+}
+
+// log(1 + x) for x in [0, 1] (NaN passes through), cheaper than vlog1p: no exponent to extract
+// and no rounding of 1 + x to correct. 1 + x = 2^k (1 + f) with k = 0, f = x for x < 1/2 and
+// k = 1, f = (x - 1) / 2 otherwise, both exact; then log(1 + f) as in log_minus, with
+// s = f / (2 + f), |s| <= 1/5.
+template <typename T>
+GW_ALWAYS_INLINE T vlog1p_unit(T x) {
+  const bool upper = x >= static_cast<T>(0.5);
+  const T f = upper ? static_cast<T>(0.5) * (x - static_cast<T>(1)) : x;
+  const T k = upper ? static_cast<T>(1) : static_cast<T>(0);
+  const T s = f / (static_cast<T>(2) + f);
+  const T half_f_squared = static_cast<T>(0.5) * f * f;
+  const T correction = s * (half_f_squared + log_series(s * s));
+  return k * Ln2Split<T>::hi - ((half_f_squared - (correction + k * Ln2Split<T>::lo)) - f);
 }
 
 // min(|x|, bound) for bound >= 0, computed on the bit patterns, which order like the values for

@@ -58,17 +58,6 @@ def _kind_and_alpha(kind: object, alpha: object) -> tuple:
     return code, real_scalar("alpha", alpha)
 
 
-def _shape_of(value: object) -> tuple:
-    return value.shape if isinstance(value, (np.ndarray, np.generic)) else np.shape(value)
-
-
-def _as_shape(result: np.ndarray, value: object) -> np.ndarray:
-    # float_arrays makes 0-d input 1-d (np.ascontiguousarray does); give the caller's shape back.
-    if result.shape == (1,) and len(_shape_of(value)) == 0:
-        return result.reshape(())
-    return result
-
-
 def activation_forward(x, kind: str, *, alpha: Optional[float] = None) -> np.ndarray:
     """Apply an activation function elementwise: ``y = f(x)``.
 
@@ -140,7 +129,7 @@ def activation_forward(x, kind: str, *, alpha: Optional[float] = None) -> np.nda
     """
     code, alpha_value = _kind_and_alpha(kind, alpha)
     (array,) = float_arrays(("x", x))
-    return _as_shape(_FORWARD[array.dtype](array, code, alpha_value), x)
+    return _FORWARD[array.dtype](array, code, alpha_value)
 
 
 def activation_derivative(x, kind: str, *, alpha: Optional[float] = None) -> np.ndarray:
@@ -187,7 +176,7 @@ def activation_derivative(x, kind: str, *, alpha: Optional[float] = None) -> np.
     """
     code, alpha_value = _kind_and_alpha(kind, alpha)
     (array,) = float_arrays(("x", x))
-    return _as_shape(_DERIVATIVE[array.dtype](array, code, alpha_value), x)
+    return _DERIVATIVE[array.dtype](array, code, alpha_value)
 
 
 def activation_backward(grad_y, x, kind: str, *, alpha: Optional[float] = None) -> np.ndarray:
@@ -229,10 +218,9 @@ def activation_backward(grad_y, x, kind: str, *, alpha: Optional[float] = None) 
     """
     code, alpha_value = _kind_and_alpha(kind, alpha)
     grad_array, x_array = float_arrays(("grad_y", grad_y), ("x", x))
-    grad_shape, x_shape = _shape_of(grad_y), _shape_of(x)
-    if grad_shape != x_shape:
+    if grad_array.shape != x_array.shape:
         raise ValueError(
             "grad_y and x must have the same shape, got "
-            f"grad_y {shape_text(grad_shape)} and x {shape_text(x_shape)}"
+            f"grad_y {shape_text(grad_array.shape)} and x {shape_text(x_array.shape)}"
         )
-    return _as_shape(_BACKWARD[x_array.dtype](grad_array, x_array, code, alpha_value), x)
+    return _BACKWARD[x_array.dtype](grad_array, x_array, code, alpha_value)

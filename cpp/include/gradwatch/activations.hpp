@@ -75,7 +75,7 @@ void activation_backward_from_output(T* dx, const T* dy, const T* y, int64_t n, 
 
 // Testing hook for the vectorised math library of the kernels (cpp/src/vecmath.hpp): evaluates
 // one of its functions elementwise with the SIMD level in use.
-enum class VecmathFunction : int { exp, expm1, log, log1p, tanh, erf, erfc };
+enum class VecmathFunction : int { exp, expm1, log, log1p, log1p_unit, tanh, erf, erfc };
 
 // y: (n)  x: (n)
 template <typename T>
