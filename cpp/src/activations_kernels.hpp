@@ -213,7 +213,8 @@ GW_ALWAYS_INLINE T gelu_backward(T dy, T x) {
 // sigmoid form has no 1 + tanh cancellation for x << 0.
 template <typename T>
 GW_ALWAYS_INLINE T gelu_tanh_two_u(T x) {
-  return (static_cast<T>(2) * kSqrt2OverPi<T>) * x * (static_cast<T>(1) + kGeluTanhCubic<T> * x * x);
+  return (static_cast<T>(2) * kSqrt2OverPi<T>) * x *
+         (static_cast<T>(1) + kGeluTanhCubic<T> * x * x);
 }
 // Like gelu: no clamp of x; where sigmoid or its derivative is 0, the product with x (or x^3)
 // is taken as 0 directly, also for infinite x.
@@ -222,7 +223,8 @@ GW_ALWAYS_INLINE T gelu_tanh_forward(T x) {
   const T sig = sigmoid_forward(gelu_tanh_two_u(x));
   return (sig == static_cast<T>(0) ? static_cast<T>(-0.0) : x) * sig;
 }
-// gelu_tanh'(x) = sigmoid(2u) + x sigmoid'(2u) 2u'(x), 2u'(x) = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+// gelu_tanh'(x) = sigmoid(2u) + x sigmoid'(2u) 2u'(x),
+// 2u'(x) = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2).
 template <typename T>
 GW_ALWAYS_INLINE T gelu_tanh_backward(T dy, T x) {
   const T v = gelu_tanh_two_u(x);
@@ -309,7 +311,9 @@ GW_ALWAYS_INLINE T backward_from_output_element(T dy, T y, T alpha) {
   if constexpr (kKind == Activation::sigmoid) return sigmoid_backward_from_output(dy, y);
   if constexpr (kKind == Activation::tanh) return tanh_backward_from_output(dy, y);
   if constexpr (kKind == Activation::relu) return relu_backward_from_output(dy, y);
-  if constexpr (kKind == Activation::leaky_relu) return leaky_relu_backward_from_output(dy, y, alpha);
+  if constexpr (kKind == Activation::leaky_relu) {
+    return leaky_relu_backward_from_output(dy, y, alpha);
+  }
   if constexpr (kKind == Activation::elu) return elu_backward_from_output(dy, y, alpha);
   if constexpr (kKind == Activation::selu) return selu_backward_from_output(dy, y);
 }

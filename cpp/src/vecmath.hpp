@@ -1,8 +1,9 @@
 // Branch-free exp, expm1, log, log1p (and log1p_unit, for arguments in [0, 1]), tanh, erf and
 // erfc for float and double, plus the helpers they share (exp_minus, log_minus, erfc_scaled,
-// polynomial, ...), written so that GCC vectorises a loop calling them (under `#pragma omp simd`) for whatever ISA the including
-// file is compiled for. Every function computes all of its cases and selects, so a lane never
-// branches; integer work is done in unsigned types so that no shift or overflow is undefined.
+// polynomial, ...), written so that GCC vectorises a loop calling them (under
+// `#pragma omp simd`) for whatever ISA the including file is compiled for. Every function
+// computes all of its cases and selects, so a lane never branches; integer work is done in
+// unsigned types so that no shift or overflow is undefined.
 // Include this only from a kernel file, after GW_ISA names that file's namespace: see
 // gradwatch/cpu_dispatch.hpp for why each ISA needs its own copy.
 //
@@ -250,7 +251,8 @@ GW_ALWAYS_INLINE T vexpm1(T x) {
   const T large = scale_by_exp2(static_cast<T>(1) + expm1_r, red.n) - static_cast<T>(1);
   T result = red.n_real > static_cast<T>(Tr::kMantissaBits) ? large : moderate;
   // Below this expm1(x) rounds to x (this also keeps the sign of -0).
-  constexpr T kTiny = static_cast<T>(1) / static_cast<T>(typename Tr::Int(1) << (Tr::kMantissaBits + 1));
+  constexpr T kTiny =
+      static_cast<T>(1) / static_cast<T>(typename Tr::Int(1) << (Tr::kMantissaBits + 1));
   return std::fabs(x) < kTiny ? x : result;
 }
 
@@ -332,9 +334,11 @@ template <typename T>
 GW_ALWAYS_INLINE T vlog1p(T x) {
   using Tr = FloatTraits<T>;
   // Below this log1p(x) rounds to x (this also keeps the sign of -0).
-  constexpr T kTiny = static_cast<T>(1) / static_cast<T>(typename Tr::Int(1) << (Tr::kMantissaBits + 1));
+  constexpr T kTiny =
+      static_cast<T>(1) / static_cast<T>(typename Tr::Int(1) << (Tr::kMantissaBits + 1));
   const T w = static_cast<T>(1) + x;
-  const T rounding = w >= static_cast<T>(2) ? static_cast<T>(1) - (w - x) : x - (w - static_cast<T>(1));
+  const T rounding =
+      w >= static_cast<T>(2) ? static_cast<T>(1) - (w - x) : x - (w - static_cast<T>(1));
   const T w_or_one = w == static_cast<T>(0) ? static_cast<T>(1) : w;
   const T result = log_minus(w, -(rounding / w_or_one));
   return std::fabs(x) < kTiny ? x : result;

@@ -33,7 +33,10 @@ DEFAULT_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
 
 _KIND_CODES = {name: getattr(_core.Activation, name) for name in KINDS}
 _FLOAT32 = np.dtype(np.float32)
-_FORWARD = {_FLOAT32: _core.activation_forward_f32, np.dtype(np.float64): _core.activation_forward_f64}
+_FORWARD = {
+    _FLOAT32: _core.activation_forward_f32,
+    np.dtype(np.float64): _core.activation_forward_f64,
+}
 _DERIVATIVE = {
     _FLOAT32: _core.activation_derivative_f32,
     np.dtype(np.float64): _core.activation_derivative_f64,
