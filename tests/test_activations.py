@@ -425,15 +425,17 @@ def test_vecmath_subnormal_results_of_exp(dtype):
     assert np.all(np.abs(actual - expected) <= allowed)
 
 
-SPECIAL = [np.inf, -np.inf, np.nan, 0.0, -0.0, -1.0, 1e30, -1e30]
+SPECIAL = [np.inf, -np.inf, np.nan, 0.0, -0.0, -1.0, 1e4, -1e4, 1e30, -1e30]
 SPECIAL_VALUES = {
-    "exp": [np.inf, 0.0, np.nan, 1.0, 1.0, math.exp(-1.0), np.inf, 0.0],
-    "expm1": [np.inf, -1.0, np.nan, 0.0, -0.0, math.expm1(-1.0), np.inf, -1.0],
-    "log": [np.inf, np.nan, np.nan, -np.inf, -np.inf, np.nan, math.log(1e30), np.nan],
-    "log1p": [np.inf, np.nan, np.nan, 0.0, -0.0, -np.inf, math.log1p(1e30), np.nan],
-    "tanh": [1.0, -1.0, np.nan, 0.0, -0.0, math.tanh(-1.0), 1.0, -1.0],
-    "erf": [1.0, -1.0, np.nan, 0.0, -0.0, math.erf(-1.0), 1.0, -1.0],
-    "erfc": [0.0, 2.0, np.nan, 1.0, 1.0, math.erfc(-1.0), 0.0, 2.0],
+    "exp": [np.inf, 0.0, np.nan, 1.0, 1.0, math.exp(-1.0), np.inf, 0.0, np.inf, 0.0],
+    "expm1": [np.inf, -1.0, np.nan, 0.0, -0.0, math.expm1(-1.0), np.inf, -1.0, np.inf, -1.0],
+    "log": [np.inf, np.nan, np.nan, -np.inf, -np.inf, np.nan, math.log(1e4), np.nan,
+            math.log(1e30), np.nan],
+    "log1p": [np.inf, np.nan, np.nan, 0.0, -0.0, -np.inf, math.log1p(1e4), np.nan,
+              math.log1p(1e30), np.nan],
+    "tanh": [1.0, -1.0, np.nan, 0.0, -0.0, math.tanh(-1.0), 1.0, -1.0, 1.0, -1.0],
+    "erf": [1.0, -1.0, np.nan, 0.0, -0.0, math.erf(-1.0), 1.0, -1.0, 1.0, -1.0],
+    "erfc": [0.0, 2.0, np.nan, 1.0, 1.0, math.erfc(-1.0), 0.0, 2.0, 0.0, 2.0],
 }
 
 
