@@ -49,27 +49,8 @@ bool activation_takes_alpha(Activation kind) {
   return kind == Activation::leaky_relu || kind == Activation::elu;
 }
 
-double activation_default_alpha(Activation kind) {
-  switch (kind) {
-    case Activation::leaky_relu: return 0.01;
-    case Activation::elu: return 1.0;
-    default: return 0.0;
-  }
-}
-
 bool activation_has_backward_from_output(Activation kind) {
-  switch (kind) {
-    case Activation::identity:
-    case Activation::sigmoid:
-    case Activation::tanh:
-    case Activation::relu:
-    case Activation::leaky_relu:
-    case Activation::elu:
-    case Activation::selu:
-      return true;
-    default:
-      return false;
-  }
+  return baseline::has_backward_from_output(kind);
 }
 
 static void check_arguments(int64_t n, Activation kind, double alpha) {

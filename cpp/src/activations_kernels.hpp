@@ -191,8 +191,8 @@ GW_ALWAYS_INLINE NormalCdf<T> normal_cdf(T x) {
   out.cdf = x > static_cast<T>(0) ? static_cast<T>(1) - half_tail : half_tail;
   return out;
 }
-// No clamp of x here (unlike gelu_tanh and silu): a select on x would let GCC's jump threading
-// duplicate the whole computation (3x slower). Where Phi(x) or exp(-x^2 / 2) is 0, the product
+// No clamp of x here: a select on x would let GCC's jump threading duplicate the whole
+// computation (3x slower). Where Phi(x) or exp(-x^2 / 2) is 0, the product
 // with x is taken as -0 or 0 directly, which is the limit also for x = -inf and +inf.
 template <typename T>
 GW_ALWAYS_INLINE T gelu_forward(T x) {

@@ -40,8 +40,6 @@ constexpr int kActivationCount = 11;
 const char* activation_name(Activation kind);
 // Whether alpha is a parameter of kind (leaky_relu, elu); the other kinds ignore it.
 bool activation_takes_alpha(Activation kind);
-// The alpha a kind uses when the caller gives none: 0.01 for leaky_relu, 1 for elu, 0 otherwise.
-double activation_default_alpha(Activation kind);
 // Whether activation_backward_from_output supports kind: identity, sigmoid, tanh, relu,
 // leaky_relu, elu, selu (the kinds whose derivative is a function of the output).
 bool activation_has_backward_from_output(Activation kind);
