@@ -1,3 +1,5 @@
 """The kernels of the core as NumPy functions: activations, dense layers, batch norm, losses."""
 
-__all__: list = []
+from gradwatch.batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_inference
+
+__all__: list = ["batchnorm_backward", "batchnorm_forward", "batchnorm_inference"]
