@@ -53,7 +53,10 @@ def _require_features(name: str, array: np.ndarray, x: np.ndarray) -> None:
 
 
 def _require_nonnegative(name: str, variance: np.ndarray) -> None:
-    # NaN passes (and propagates to the outputs of its feature), as NaN in x does.
+    # NaN passes (and propagates to the outputs of its feature), as NaN in x does. The min is
+    # the fast path; a NaN makes it NaN, and then the search below decides.
+    if variance.min() >= 0:
+        return
     negative = np.flatnonzero(variance < 0)
     if negative.size:
         first = negative[0]
