@@ -1,5 +1,6 @@
 """The kernels of the core as NumPy functions: activations, dense layers, batch norm, losses."""
 
+from gradwatch.batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_inference
 from gradwatch.dense import dense_backward, dense_forward
 from gradwatch.loss import (
     binary_cross_entropy_with_logits,
@@ -10,6 +11,9 @@ from gradwatch.loss import (
 )
 
 __all__ = [
+    "batchnorm_backward",
+    "batchnorm_forward",
+    "batchnorm_inference",
     "binary_cross_entropy_with_logits",
     "dense_backward",
     "dense_forward",
