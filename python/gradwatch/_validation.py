@@ -32,6 +32,22 @@ def float_arrays(*named: tuple[str, object]) -> tuple[Optional[np.ndarray], ...]
         For an array of another dtype (integer, bool, complex, float16, object, ...), for values
         that are not numbers, and for float32 mixed with float64 in one call.
     """
+    # Fast path (the common call): C-contiguous arrays, all of one float dtype, or None.
+    first_dtype = None
+    for _, value in named:
+        if value is None:
+            continue
+        if type(value) is not np.ndarray or not value.flags.c_contiguous:
+            break
+        if first_dtype is None:
+            if value.dtype not in FLOAT_DTYPES:
+                break
+            first_dtype = value.dtype
+        elif value.dtype != first_dtype:
+            break
+    else:
+        return tuple(value for _, value in named)
+
     array_dtypes: dict[str, np.dtype] = {}
     for name, value in named:
         if isinstance(value, (np.ndarray, np.generic)):
