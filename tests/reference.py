@@ -392,6 +392,118 @@ def init_spread(scheme, fan_in, fan_out, gain=1.0, negative_slope=0.0):
 
 
 # ---------------------------------------------------------------------------------------------
+# optimisers
+# ---------------------------------------------------------------------------------------------
+# One update of one tensor, written from the published rules (PyTorch's torch.optim docs for
+# SGD, Adagrad, RMSprop, Adam, AdamW; You, Gitman & Ginsburg 2017 and NVIDIA's LARC for LARS).
+# p, g: (E) float64; `state` is a dict of float64 buffers, filled on the first call (t = 1) and
+# updated in place; t counts steps from 1. Each returns the new parameter.
+
+
+def clip_gradient(grad, grad_scale=1.0, clip_value=None):
+    """grad * grad_scale, clamped to [-clip_value, clip_value] when clip_value is given."""
+    g = as64(grad) * grad_scale
+    return g if clip_value is None else np.clip(g, -clip_value, clip_value)
+
+
+def sgd_update(p, g, state, t, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    p, g = as64(p), as64(g)
+    d = g + weight_decay * p
+    if momentum != 0:
+        if t == 1:
+            state["momentum_buffer"] = d.copy()
+        else:
+            state["momentum_buffer"] = momentum * state["momentum_buffer"] + (1 - dampening) * d
+        buf = state["momentum_buffer"]
+        d = d + momentum * buf if nesterov else buf
+    return p - lr * d
+
+
+def adagrad_update(p, g, state, t, lr=0.01, lr_decay=0.0, weight_decay=0.0,
+                   initial_accumulator_value=0.0, eps=1e-10):
+    p, g = as64(p), as64(g)
+    if t == 1:
+        state["sum"] = np.full_like(p, initial_accumulator_value)
+    d = g + weight_decay * p
+    clr = lr / (1 + (t - 1) * lr_decay)
+    state["sum"] = state["sum"] + d * d
+    return p - clr * d / (np.sqrt(state["sum"]) + eps)
+
+
+def rmsprop_update(p, g, state, t, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0,
+                   momentum=0.0, centered=False):
+    p, g = as64(p), as64(g)
+    if t == 1:
+        state["square_avg"] = np.zeros_like(p)
+        if momentum > 0:
+            state["momentum_buffer"] = np.zeros_like(p)
+        if centered:
+            state["grad_avg"] = np.zeros_like(p)
+    d = g + weight_decay * p
+    state["square_avg"] = alpha * state["square_avg"] + (1 - alpha) * d * d
+    variance = state["square_avg"]
+    if centered:
+        state["grad_avg"] = alpha * state["grad_avg"] + (1 - alpha) * d
+        variance = variance - state["grad_avg"] ** 2
+    avg = np.sqrt(variance) + eps
+    if momentum > 0:
+        state["momentum_buffer"] = momentum * state["momentum_buffer"] + d / avg
+        return p - lr * state["momentum_buffer"]
+    return p - lr * d / avg
+
+
+def adam_update(p, g, state, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                decoupled=False):
+    """Adam (coupled L2 decay) or, with decoupled=True, AdamW (p scaled by 1 - lr wd first)."""
+    p, g = as64(p), as64(g)
+    beta1, beta2 = betas
+    if t == 1:
+        state["exp_avg"] = np.zeros_like(p)
+        state["exp_avg_sq"] = np.zeros_like(p)
+    if decoupled:
+        p = p * (1 - lr * weight_decay)
+        d = g
+    else:
+        d = g + weight_decay * p
+    state["exp_avg"] = beta1 * state["exp_avg"] + (1 - beta1) * d
+    state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + (1 - beta2) * d * d
+    m_hat = state["exp_avg"] / (1 - beta1**t)
+    v_hat = state["exp_avg_sq"] / (1 - beta2**t)
+    return p - lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+def lars_rate(p, g, lr, weight_decay, trust_coefficient, mode):
+    """The layer's rate: lr * local_lr ("scale") or min(lr, local_lr) ("clip"), with
+    local_lr = trust_coefficient ||p|| / (||g|| + weight_decay ||p||); lr when a norm is 0."""
+    p_norm, g_norm = np.linalg.norm(as64(p)), np.linalg.norm(as64(g))
+    if p_norm == 0 or g_norm == 0:
+        return lr
+    local_lr = trust_coefficient * p_norm / (g_norm + weight_decay * p_norm)
+    return lr * local_lr if mode == "scale" else min(lr, local_lr)
+
+
+def lars_update(p, g, state, t, lr, momentum=0.9, weight_decay=0.0, trust_coefficient=0.001,
+                mode="scale", adapt=True):
+    """adapt=False: an excluded tensor (bias, batch norm): rate lr, no weight decay."""
+    p, g = as64(p), as64(g)
+    if not adapt:
+        weight_decay = 0.0
+        rate = lr
+    else:
+        rate = lars_rate(p, g, lr, weight_decay, trust_coefficient, mode)
+    step = rate * (g + weight_decay * p)
+    if momentum != 0:
+        if t == 1:
+            state["momentum_buffer"] = np.zeros_like(p)
+        state["momentum_buffer"] = momentum * state["momentum_buffer"] + step
+        step = state["momentum_buffer"]
+    return p - step
+
+
+# (end of optimisers)
+
+
+# ---------------------------------------------------------------------------------------------
 # finite differences
 # ---------------------------------------------------------------------------------------------
 

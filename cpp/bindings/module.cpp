@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
   gradwatch::register_batchnorm(m);
   gradwatch::register_loss(m);
   gradwatch::register_init(m);
+  gradwatch::register_optim(m);
 }

@@ -1,0 +1,269 @@
+// Kernel bodies of gradwatch/optim.hpp, compiled once per ISA (see gradwatch/cpu_dispatch.hpp).
+// Dims: E = elements of one tensor, K = chunks of kOptimChunk elements.
+//
+// Each kernel updates one tensor in one pass: it reads the gradient, scales and clamps it (the
+// clipping of the training step), and writes the parameter and the state buffers it owns.
+// Elements are independent, so any split over threads gives the same bits. Options that decide
+// which buffers exist are branches outside the loop (a null buffer is never touched); the others
+// are branch-free selects inside it, so that a skipped term (weight decay 0) is really skipped,
+// as in PyTorch (0 * inf would be NaN), without stopping vectorisation.
+// NaN in the gradient or the state gives NaN out: no comparison drops it.
+#pragma once
+
+#ifndef GW_ISA
+#error "define GW_ISA (the ISA namespace) before including optim_kernels.hpp"
+#endif
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "gradwatch/threads.hpp"
+
+namespace gradwatch {
+namespace GW_ISA {
+
+// Elements per chunk of the LARS norms: the unit of their fixed-order reduction.
+constexpr int64_t kOptimChunk = 8192;
+
+// Runs body(i) for i in [0, E), split over threads for large tensors; small ones (biases) skip the
+// parallel region altogether. Each thread runs its own copy of the closure: the captured scalars
+// are then locals that no store through a parameter pointer can alias, so GCC keeps them in
+// registers and vectorises the selects in the bodies.
+template <typename Body>
+inline void for_each_element(int64_t E, const Body& body) {
+  const int threads = threads_for(E);
+  if (threads == 1) {
+    const Body local = body;
+#pragma omp simd
+    for (int64_t i = 0; i < E; ++i) local(i);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const Body local = body;
+#pragma omp for simd schedule(static)
+    for (int64_t i = 0; i < E; ++i) local(i);
+  }
+}
+
+// The clipped gradient: grad * scale clamped to [-limit, limit]; NaN passes through.
+template <typename T>
+inline T clipped_gradient(T grad, T scale, T limit) {
+  const T g = grad * scale;
+  const T above = g > limit ? limit : g;
+  return above < -limit ? -limit : above;
+}
+
+// clip_value <= 0 means no clamp: an infinite limit.
+template <typename T>
+inline T clip_limit(T clip_value) {
+  return clip_value > 0 ? clip_value : std::numeric_limits<T>::infinity();
+}
+
+// PyTorch's lerp (aten/src/ATen/native/Lerp.h): a + w (b - a) for w < 1/2, b - (b - a)(1 - w)
+// otherwise. `low_weight` is w < 1/2, decided once per tensor.
+template <typename T>
+inline T lerp(T a, T b, T w, bool low_weight) {
+  const T diff = b - a;
+  return low_weight ? a + w * diff : b - diff * (static_cast<T>(1) - w);
+}
+
+// SGD (torch.optim.SGD): g = clip(grad) + weight_decay p;
+// with momentum: buf = g on the first step, else momentum buf + (1 - dampening) g;
+// g = g + momentum buf (nesterov) or buf; p = p - lr g.
+// Complements such as 1 - dampening come from the caller, rounded from double as PyTorch does.
+// param, momentum_buffer (null when momentum = 0), grad: (E)
+template <typename T>
+void sgd(T* param, T* momentum_buffer, const T* grad, T lr, T momentum, T one_minus_dampening,
+         T weight_decay, bool nesterov, bool first_step, T grad_scale, T clip_value, int64_t E) {
+  const T limit = clip_limit(clip_value);
+  const bool decay = weight_decay != 0;
+  if (momentum_buffer == nullptr) {
+    for_each_element(E, [=](int64_t i) {
+      const T g = clipped_gradient(grad[i], grad_scale, limit);
+      const T p = param[i];
+      const T d = decay ? g + weight_decay * p : g;
+      param[i] = p - lr * d;
+    });
+    return;
+  }
+  for_each_element(E, [=](int64_t i) {
+    const T g = clipped_gradient(grad[i], grad_scale, limit);
+    const T p = param[i];
+    const T d = decay ? g + weight_decay * p : g;
+    const T buf = first_step ? d : momentum * momentum_buffer[i] + one_minus_dampening * d;
+    momentum_buffer[i] = buf;
+    const T direction = nesterov ? d + momentum * buf : buf;
+    param[i] = p - lr * direction;
+  });
+}
+
+// Adagrad (torch.optim.Adagrad): g = clip(grad) + weight_decay p; sum = sum + g^2;
+// p = p - clr g / (sqrt(sum) + eps), clr = lr / (1 + (step - 1) lr_decay) from the caller.
+// param, sum, grad: (E)
+template <typename T>
+void adagrad(T* param, T* sum, const T* grad, T clr, T weight_decay, T eps, T grad_scale,
+             T clip_value, int64_t E) {
+  const T limit = clip_limit(clip_value);
+  const bool decay = weight_decay != 0;
+  for_each_element(E, [=](int64_t i) {
+    const T g = clipped_gradient(grad[i], grad_scale, limit);
+    const T p = param[i];
+    const T d = decay ? g + weight_decay * p : g;
+    const T s = sum[i] + d * d;
+    sum[i] = s;
+    param[i] = p - clr * (d / (std::sqrt(s) + eps));
+  });
+}
+
+// RMSprop (torch.optim.RMSprop): g = clip(grad) + weight_decay p;
+// square_avg = alpha square_avg + (1 - alpha) g^2;
+// centered: grad_avg = lerp(grad_avg, g, 1 - alpha), avg = sqrt(square_avg - grad_avg^2) + eps;
+// else avg = sqrt(square_avg) + eps;
+// momentum: buf = momentum buf + g / avg, p = p - lr buf; else p = p - lr g / avg.
+template <typename T, bool kMomentum, bool kCentered>
+void rmsprop_loop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, const T* grad, T lr,
+                  T alpha, T one_minus_alpha, T eps, T weight_decay, T momentum, T grad_scale,
+                  T clip_value, int64_t E) {
+  const T limit = clip_limit(clip_value);
+  const bool decay = weight_decay != 0;
+  const T rest = one_minus_alpha;
+  const bool low_weight = rest < static_cast<T>(0.5);
+  for_each_element(E, [=](int64_t i) {
+    const T g = clipped_gradient(grad[i], grad_scale, limit);
+    const T p = param[i];
+    const T d = decay ? g + weight_decay * p : g;
+    const T sq = alpha * square_avg[i] + rest * (d * d);
+    square_avg[i] = sq;
+    T variance = sq;
+    if constexpr (kCentered) {
+      const T mean = lerp(grad_avg[i], d, rest, low_weight);
+      grad_avg[i] = mean;
+      variance = sq - mean * mean;
+    }
+    const T avg = std::sqrt(variance) + eps;
+    if constexpr (kMomentum) {
+      const T buf = momentum * momentum_buffer[i] + d / avg;
+      momentum_buffer[i] = buf;
+      param[i] = p - lr * buf;
+    } else {
+      param[i] = p - lr * (d / avg);
+    }
+  });
+}
+
+// param, square_avg, grad: (E)  momentum_buffer (null when momentum = 0), grad_avg (null unless
+// centered): (E)
+template <typename T>
+void rmsprop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, const T* grad, T lr, T alpha,
+             T one_minus_alpha, T eps, T weight_decay, T momentum, T grad_scale, T clip_value,
+             int64_t E) {
+  const bool with_momentum = momentum_buffer != nullptr, centered = grad_avg != nullptr;
+  auto loop = with_momentum
+                  ? (centered ? &rmsprop_loop<T, true, true> : &rmsprop_loop<T, true, false>)
+                  : (centered ? &rmsprop_loop<T, false, true> : &rmsprop_loop<T, false, false>);
+  loop(param, square_avg, momentum_buffer, grad_avg, grad, lr, alpha, one_minus_alpha, eps,
+       weight_decay, momentum, grad_scale, clip_value, E);
+}
+
+// Adam / AdamW (torch.optim.Adam, AdamW): p = p * param_factor (AdamW: 1 - lr weight_decay;
+// skipped when decoupled is false); g = clip(grad) + weight_decay p (Adam's coupled decay: the
+// caller passes 0 for AdamW); exp_avg = lerp(exp_avg, g, 1 - beta1);
+// exp_avg_sq = beta2 exp_avg_sq + (1 - beta2) g^2;
+// p = p - step_size exp_avg / (sqrt(exp_avg_sq) / bias_correction2_sqrt + eps), with
+// step_size = lr / (1 - beta1^t) and bias_correction2_sqrt = sqrt(1 - beta2^t) from the caller.
+// param, exp_avg, exp_avg_sq, grad: (E)
+template <typename T>
+void adam(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T step_size, T one_minus_beta1,
+          T beta2, T one_minus_beta2, T bias_correction2_sqrt, T eps, T weight_decay,
+          T param_factor, bool decoupled, T grad_scale, T clip_value, int64_t E) {
+  const T limit = clip_limit(clip_value);
+  const bool decay = weight_decay != 0;
+  const T weight1 = one_minus_beta1;
+  const bool low_weight = weight1 < static_cast<T>(0.5);
+  const T rest2 = one_minus_beta2;
+  for_each_element(E, [=](int64_t i) {
+    const T g = clipped_gradient(grad[i], grad_scale, limit);
+    const T p = decoupled ? param[i] * param_factor : param[i];
+    const T d = decay ? g + weight_decay * p : g;
+    const T m = lerp(exp_avg[i], d, weight1, low_weight);
+    const T v = beta2 * exp_avg_sq[i] + rest2 * (d * d);
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    const T denom = std::sqrt(v) / bias_correction2_sqrt + eps;
+    param[i] = p - step_size * (m / denom);
+  });
+}
+
+// LARS, first pass: partials[2k] = sum of p^2 and partials[2k + 1] = sum of clip(grad)^2 over
+// chunk k, in double; the caller adds the chunks in index order.
+// param, grad: (E)  partials: (2 K) = 2 ceil(E / kOptimChunk)
+template <typename T>
+void lars_partial_norms(double* partials, const T* param, const T* grad, T grad_scale, T clip_value,
+                        int64_t E) {
+  const T limit = clip_limit(clip_value);
+  const int64_t chunks = (E + kOptimChunk - 1) / kOptimChunk;
+  auto chunk_sums = [=](int64_t k) {
+    const int64_t begin = k * kOptimChunk;
+    const int64_t end = begin + kOptimChunk < E ? begin + kOptimChunk : E;
+    double param_squares = 0.0, grad_squares = 0.0;
+#pragma omp simd reduction(+ : param_squares, grad_squares)
+    for (int64_t i = begin; i < end; ++i) {
+      const double p = static_cast<double>(param[i]);
+      const double g = static_cast<double>(clipped_gradient(grad[i], grad_scale, limit));
+      param_squares += p * p;
+      grad_squares += g * g;
+    }
+    partials[2 * k] = param_squares;
+    partials[2 * k + 1] = grad_squares;
+  };
+  const int threads = threads_for(E);
+  if (threads == 1) {
+    for (int64_t k = 0; k < chunks; ++k) chunk_sums(k);
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t k = 0; k < chunks; ++k) chunk_sums(k);
+}
+
+// LARS, second pass, with the layer's rate from the caller (lr * local_lr, or min(lr, local_lr)
+// in clip mode, or lr for an excluded tensor, whose weight_decay is then 0):
+// d = clip(grad) + weight_decay p; with momentum: v = momentum v + rate d, p = p - v;
+// without: p = p - rate d.
+// param, momentum_buffer (null when momentum = 0), grad: (E)
+template <typename T>
+void lars(T* param, T* momentum_buffer, const T* grad, T rate, T momentum, T weight_decay,
+          T grad_scale, T clip_value, int64_t E) {
+  const T limit = clip_limit(clip_value);
+  const bool decay = weight_decay != 0;
+  if (momentum_buffer == nullptr) {
+    for_each_element(E, [=](int64_t i) {
+      const T g = clipped_gradient(grad[i], grad_scale, limit);
+      const T p = param[i];
+      const T d = decay ? g + weight_decay * p : g;
+      param[i] = p - rate * d;
+    });
+    return;
+  }
+  for_each_element(E, [=](int64_t i) {
+    const T g = clipped_gradient(grad[i], grad_scale, limit);
+    const T p = param[i];
+    const T d = decay ? g + weight_decay * p : g;
+    const T v = momentum * momentum_buffer[i] + rate * d;
+    momentum_buffer[i] = v;
+    param[i] = p - v;
+  });
+}
+
+}  // namespace GW_ISA
+}  // namespace gradwatch
+
+// Explicit instantiations of every kernel for one T, inside the including file's GW_ISA namespace.
+#define GRADWATCH_INSTANTIATE_OPTIM_KERNELS(T)                                              \
+  template void sgd<T>(T*, T*, const T*, T, T, T, T, bool, bool, T, T, int64_t);            \
+  template void adagrad<T>(T*, T*, const T*, T, T, T, T, T, int64_t);                       \
+  template void rmsprop<T>(T*, T*, T*, T*, const T*, T, T, T, T, T, T, T, T, int64_t);      \
+  template void adam<T>(T*, T*, T*, const T*, T, T, T, T, T, T, T, T, bool, T, T, int64_t); \
+  template void lars_partial_norms<T>(double*, const T*, const T*, T, T, int64_t);          \
+  template void lars<T>(T*, T*, const T*, T, T, T, T, T, int64_t);
