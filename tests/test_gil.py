@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from gradwatch import init, ops
+from gradwatch import init, ops, optim
 
 ROWS, COLS = 4096, 1024
 
@@ -28,6 +28,8 @@ def _arrays():
 
 X, GRAD, GAMMA, BETA, LABELS, W = _arrays()
 MEAN, VAR = X.mean(0), X.var(0)
+PARAMS = {"dense0.weight": X.copy()}
+ADAM = optim.Adam(lr=1e-3)
 
 CALLS = {
     "activation_forward": lambda: ops.activation_forward(X, "gelu"),
@@ -44,6 +46,7 @@ CALLS = {
     "binary_cross_entropy_with_logits": lambda: ops.binary_cross_entropy_with_logits(
         X, np.clip(GRAD, 0, 1)),
     "mse": lambda: ops.mse(X, GRAD),
+    "optim.Adam.step": lambda: ADAM.step(PARAMS, {"dense0.weight": GRAD}),
     "init.weights": lambda: init.weights(1024, 1024, "orthogonal", seed=0),
 }
 

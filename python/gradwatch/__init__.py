@@ -5,4 +5,13 @@ from gradwatch.runtime import build_info, get_num_threads, set_num_threads
 
 __version__ = build_info()["version"]
 
-__all__ = ["build_info", "get_num_threads", "init", "ops", "set_num_threads", "__version__"]
+__all__ = [
+    "build_info",
+    "get_num_threads",
+    "init",
+    "ops",
+    "optim",
+    "schedules",
+    "set_num_threads",
+    "__version__",
+]
