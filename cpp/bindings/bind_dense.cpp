@@ -1,6 +1,9 @@
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <optional>
+#include <tuple>
+#include <vector>
 
 #include "bindings.hpp"
 #include "gradwatch/blas.hpp"
@@ -85,6 +88,33 @@ static Array<T> bare_gemm(const Array<T>& a, const Array<T>& b, bool transpose_a
   return c;
 }
 
+// Seconds per pass of a GEMM sequence, timed inside the core (no Python between GEMMs), for the
+// training benchmark's split of a step into GEMM / own kernels / overhead. Each shape is
+// (M, N, K, transpose_a, transpose_b); operands are allocated once, filled with small values.
+template <typename T>
+static double time_gemm_sequence(const std::vector<std::tuple<int64_t, int64_t, int64_t, bool, bool>>& shapes,
+                                 int64_t repeats) {
+  if (repeats < 1) throw std::invalid_argument("repeats must be >= 1");
+  std::vector<std::vector<T>> a, b, c;
+  for (const auto& [M, N, K, ta, tb] : shapes) {
+    check_dense_sizes(M, N, K);
+    a.emplace_back(static_cast<size_t>(M * K), T(0.01));
+    b.emplace_back(static_cast<size_t>(K * N), T(0.01));
+    c.emplace_back(static_cast<size_t>(M * N), T(0));
+  }
+  py::gil_scoped_release release;
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t r = 0; r < repeats; ++r) {
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const auto& [M, N, K, ta, tb] = shapes[i];
+      gemm<T>(ta, tb, M, N, K, T(1), a[i].data(), ta ? M : K, b[i].data(), tb ? K : N, T(0),
+              c[i].data(), N);
+    }
+  }
+  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+  return elapsed.count() / static_cast<double>(repeats);
+}
+
 template <typename T>
 static void register_dtype(py::module_& m, const std::string& suffix) {
   m.def(("dense_forward" + suffix).c_str(), &forward<T>, py::arg("x").noconvert(),
@@ -93,6 +123,8 @@ static void register_dtype(py::module_& m, const std::string& suffix) {
         py::arg("x").noconvert(), py::arg("w").noconvert());
   m.def(("gemm" + suffix).c_str(), &bare_gemm<T>, py::arg("a").noconvert(),
         py::arg("b").noconvert(), py::arg("transpose_a") = false, py::arg("transpose_b") = false);
+  m.def(("time_gemm_sequence" + suffix).c_str(), &time_gemm_sequence<T>, py::arg("shapes"),
+        py::arg("repeats"));
 }
 
 void register_dense(py::module_& m) {
