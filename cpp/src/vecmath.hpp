@@ -1,10 +1,9 @@
 // Branch-free exp, expm1 (and cheaper versions of both for arguments <= 0), log, log1p (and
-// log1p_unit, for arguments in [0, 1]), tanh, erf and
-// erfc for float and double, plus the helpers they share (exp_minus, log_minus, erfc_scaled,
-// polynomial, ...), written so that GCC vectorises a loop calling them (under
-// `#pragma omp simd`) for whatever ISA the including file is compiled for. Every function
-// computes all of its cases and selects, so a lane never branches; integer work is done in
-// unsigned types so that no shift or overflow is undefined.
+// log1p_unit, for arguments in [0, 1]), tanh, erf and erfc for float and double, plus the
+// helpers they share (exp_minus, log_minus, erfc_scaled, polynomial, ...), written so that GCC
+// vectorises a loop calling them (under `#pragma omp simd`) for whatever ISA the including file
+// is compiled for. Every function computes all of its cases and selects, so a lane never
+// branches; integer work is done in unsigned types so that no shift or overflow is undefined.
 // Include this only from a kernel file, after GW_ISA names that file's namespace: see
 // gradwatch/cpu_dispatch.hpp for why each ISA needs its own copy.
 //
