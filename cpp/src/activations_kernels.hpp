@@ -69,13 +69,13 @@ GW_ALWAYS_INLINE T identity_backward_from_output(T dy, T y) {
 // overflows, and sigmoid(-1000) is its true (underflowing) value, not 1 / inf.
 template <typename T>
 GW_ALWAYS_INLINE T sigmoid_forward(T x) {
-  const T e = vexp(-std::fabs(x));
+  const T e = vexp_nonpositive(-std::fabs(x));
   return (x >= static_cast<T>(0) ? static_cast<T>(1) : e) / (static_cast<T>(1) + e);
 }
 // sigmoid'(x) = e / (1 + e)^2, symmetric in x: no 1 - sigmoid cancellation for x >> 0.
 template <typename T>
 GW_ALWAYS_INLINE T sigmoid_backward(T dy, T x) {
-  const T e = vexp(-std::fabs(x));
+  const T e = vexp_nonpositive(-std::fabs(x));
   const T d = static_cast<T>(1) + e;
   return dy * e / (d * d);
 }
@@ -93,7 +93,7 @@ GW_ALWAYS_INLINE T tanh_forward(T x) {
 // tanh rounds to +-1.
 template <typename T>
 GW_ALWAYS_INLINE T tanh_backward(T dy, T x) {
-  const T e = vexp(static_cast<T>(-2) * std::fabs(x));
+  const T e = vexp_nonpositive(static_cast<T>(-2) * std::fabs(x));
   const T d = static_cast<T>(1) + e;
   return dy * (static_cast<T>(4) * e) / (d * d);
 }
@@ -137,17 +137,18 @@ GW_ALWAYS_INLINE T leaky_relu_backward_from_output(T dy, T y, T alpha) {
 
 // ---- elu -------------------------------------------------------------------------------------
 // elu(x) = x for x > 0, alpha expm1(x) otherwise (expm1: accurate near 0). The exponential
-// sees min(x, 0) so that it never overflows in the lanes that do not use it.
+// sees min(x, 0), the only arguments it takes; x itself is returned at +-0 to keep its sign.
 template <typename T>
 GW_ALWAYS_INLINE T elu_forward(T x, T alpha) {
   const T negative_part = x > static_cast<T>(0) ? static_cast<T>(0) : x;
-  return x > static_cast<T>(0) ? x : alpha * vexpm1(negative_part);
+  return x >= static_cast<T>(0) ? x : alpha * vexpm1_nonpositive(negative_part);
 }
 // elu'(x) = 1 for x > 0, alpha exp(x) otherwise: elu'(0) = alpha, PyTorch's x <= 0 branch.
 template <typename T>
 GW_ALWAYS_INLINE T elu_backward(T dy, T x, T alpha) {
   const T negative_part = x > static_cast<T>(0) ? static_cast<T>(0) : x;
-  return dy * (x > static_cast<T>(0) ? static_cast<T>(1) : alpha * vexp(negative_part));
+  return dy *
+         (x > static_cast<T>(0) ? static_cast<T>(1) : alpha * vexp_nonpositive(negative_part));
 }
 // For alpha > 0 only: alpha exp(x) = y + alpha where y <= 0.
 template <typename T>
@@ -156,17 +157,20 @@ GW_ALWAYS_INLINE T elu_backward_from_output(T dy, T y, T alpha) {
 }
 
 // ---- selu ------------------------------------------------------------------------------------
-// selu(x) = scale x for x > 0, scale alpha expm1(x) otherwise, scale alpha as one constant.
+// selu(x) = scale x for x > 0, scale alpha expm1(x) otherwise, scale alpha as one constant
+// (at +-0 scale x, which keeps the sign).
 template <typename T>
 GW_ALWAYS_INLINE T selu_forward(T x) {
   const T negative_part = x > static_cast<T>(0) ? static_cast<T>(0) : x;
-  return x > static_cast<T>(0) ? kSeluScale<T> * x : kSeluScaleAlpha<T> * vexpm1(negative_part);
+  return x >= static_cast<T>(0) ? kSeluScale<T> * x
+                                : kSeluScaleAlpha<T> * vexpm1_nonpositive(negative_part);
 }
 // selu'(0) = scale alpha (PyTorch's choice).
 template <typename T>
 GW_ALWAYS_INLINE T selu_backward(T dy, T x) {
   const T negative_part = x > static_cast<T>(0) ? static_cast<T>(0) : x;
-  return dy * (x > static_cast<T>(0) ? kSeluScale<T> : kSeluScaleAlpha<T> * vexp(negative_part));
+  return dy * (x > static_cast<T>(0) ? kSeluScale<T>
+                                     : kSeluScaleAlpha<T> * vexp_nonpositive(negative_part));
 }
 template <typename T>
 GW_ALWAYS_INLINE T selu_backward_from_output(T dy, T y) {
@@ -228,7 +232,7 @@ GW_ALWAYS_INLINE T gelu_tanh_forward(T x) {
 template <typename T>
 GW_ALWAYS_INLINE T gelu_tanh_backward(T dy, T x) {
   const T v = gelu_tanh_two_u(x);
-  const T e = vexp(-std::fabs(v));
+  const T e = vexp_nonpositive(-std::fabs(v));
   const T inverse = static_cast<T>(1) / (static_cast<T>(1) + e);
   const T sig = (v >= static_cast<T>(0) ? static_cast<T>(1) : e) * inverse;
   const T dsig = e * inverse * inverse;
@@ -247,7 +251,7 @@ GW_ALWAYS_INLINE T silu_forward(T x) {
 // silu'(x) = sigmoid(x) + x sigmoid'(x).
 template <typename T>
 GW_ALWAYS_INLINE T silu_backward(T dy, T x) {
-  const T e = vexp(-std::fabs(x));
+  const T e = vexp_nonpositive(-std::fabs(x));
   const T inverse = static_cast<T>(1) / (static_cast<T>(1) + e);
   const T sig = (x >= static_cast<T>(0) ? static_cast<T>(1) : e) * inverse;
   const T dsig = e * inverse * inverse;
@@ -260,7 +264,8 @@ GW_ALWAYS_INLINE T silu_backward(T dy, T x) {
 // where vlog1p_unit is enough.
 template <typename T>
 GW_ALWAYS_INLINE T softplus_forward(T x) {
-  return (x > static_cast<T>(0) ? x : static_cast<T>(0)) + vlog1p_unit(vexp(-std::fabs(x)));
+  return (x > static_cast<T>(0) ? x : static_cast<T>(0)) +
+         vlog1p_unit(vexp_nonpositive(-std::fabs(x)));
 }
 template <typename T>
 GW_ALWAYS_INLINE T softplus_backward(T dy, T x) {

@@ -1,15 +1,15 @@
-// Branch-free exp, expm1, log, log1p (and log1p_unit, for arguments in [0, 1]), tanh, erf and
-// erfc for float and double, plus the helpers they share (exp_minus, log_minus, erfc_scaled,
-// polynomial, ...), written so that GCC vectorises a loop calling them (under
-// `#pragma omp simd`) for whatever ISA the including file is compiled for. Every function
-// computes all of its cases and selects, so a lane never branches; integer work is done in
-// unsigned types so that no shift or overflow is undefined.
+// Branch-free exp, expm1 (and cheaper versions of both for arguments <= 0), log, log1p (and
+// log1p_unit, for arguments in [0, 1]), tanh, erf and erfc for float and double, plus the
+// helpers they share (exp_minus, log_minus, erfc_scaled, polynomial, ...), written so that GCC
+// vectorises a loop calling them (under `#pragma omp simd`) for whatever ISA the including file
+// is compiled for. Every function computes all of its cases and selects, so a lane never
+// branches; integer work is done in unsigned types so that no shift or overflow is undefined.
 // Include this only from a kernel file, after GW_ISA names that file's namespace: see
 // gradwatch/cpu_dispatch.hpp for why each ISA needs its own copy.
 //
 // Accuracy, largest error seen against mpmath (float and double alike; subnormal results and
 // inputs included; tests/test_activations.py checks these against Python's math module):
-//   vexp 1.2 ulp, vexpm1 1.8, vlog 0.75, vlog1p 0.75, vlog1p_unit 0.9, vtanh 1.9, verf 2.5,
+//   vexp 1.2 ulp, vexpm1 1.8, vlog 0.75, vlog1p 0.75, vlog1p_unit 0.9, vtanh 2.5, verf 2.5,
 //   verfc 3.9.
 // In double that is a relative error below 1e-15 everywhere; verfc keeps it deep into the
 // tail (erfc(26) ~ 1e-296), since exp(-x^2) is taken without the rounding error of x^2.
@@ -235,6 +235,118 @@ GW_ALWAYS_INLINE T vexp(T x) {
   return exp_minus(x, static_cast<T>(0));
 }
 
+// ---- exp and expm1 of a non-positive argument --------------------------------------------
+// Most activations need exp only of -|x|, min(x, 0) or -x^2 / 2. Without the overflow side the
+// clamp is one-sided, 2^n is one scale factor, and the polynomial can be a minimax one of lower
+// degree than vexp's: this is what makes sigmoid, tanh, elu, ... a few dozen instructions.
+
+// exp(r) - 1 - r on |r| <= ln(2)/2, minimax (mpmath chebyfit of (exp(r) - 1 - r) / r^2):
+// degree 6 in float (error 8e-9 relative to exp(r), 0.1 ulp), degree 11 in double (1.3e-17).
+GW_ALWAYS_INLINE float expm1_minus_r_poly_short(float r) {
+  static constexpr float kCoefficients[] = {
+      0.5f,
+      0.16666577025597988f,
+      0.041666554662050534f,
+      0.0083631730745137109f,
+      0.0013926176119935579f,
+  };
+  return polynomial(r, kCoefficients) * (r * r);
+}
+GW_ALWAYS_INLINE double expm1_minus_r_poly_short(double r) {
+  static constexpr double kCoefficients[] = {
+      0.50000000000000010211,
+      0.16666666666666667452,
+      0.041666666666624161903,
+      0.0083333333333300644495,
+      0.0013888888917196719077,
+      0.00019841269863040545271,
+      0.000024801521322368693266,
+      2.7557268480310025526e-6,
+      2.7620075879983366586e-7,
+      2.5100375832561233664e-8,
+  };
+  return polynomial(r, kCoefficients) * (r * r);
+}
+
+// n ln 2 + r = x - c as in exp_reduce, for x <= 0 already clamped to [kExpClampLow, 0].
+// shifted keeps n in its low mantissa bits: pow2_from_shifted turns it into a power of two.
+template <typename T>
+struct NonPositiveReduction {
+  T shifted;
+  T r;
+};
+template <typename T>
+GW_ALWAYS_INLINE NonPositiveReduction<T> reduce_nonpositive(T x_clamped, T c) {
+  using Tr = FloatTraits<T>;
+  constexpr T log2e = static_cast<T>(1.44269504088896340736);
+  constexpr T round_magic =
+      static_cast<T>(1.5) * static_cast<T>(typename Tr::Int(1) << Tr::kMantissaBits);
+  NonPositiveReduction<T> out;
+  out.shifted = x_clamped * log2e + round_magic;
+  const T n_real = out.shifted - round_magic;
+  T r = x_clamped - n_real * Ln2Split<T>::hi;
+  r = r - n_real * Ln2Split<T>::lo;
+  out.r = r - c;
+  return out;
+}
+// 2^(n + offset) for the n in reduction.shifted, n + offset a normal exponent: one integer add
+// and one shift (the bits of shifted are those of the rounding constant plus n).
+template <typename T>
+GW_ALWAYS_INLINE T pow2_from_shifted(T shifted, int offset) {
+  using Tr = FloatTraits<T>;
+  using UInt = typename Tr::UInt;
+  constexpr T round_magic =
+      static_cast<T>(1.5) * static_cast<T>(typename Tr::Int(1) << Tr::kMantissaBits);
+  const UInt add = static_cast<UInt>(Tr::kExponentBias + offset) - ubits_of<T>(round_magic);
+  return from_ubits<T>((ubits_of<T>(shifted) + add) << Tr::kMantissaBits);
+}
+
+// The guard factor of exp_nonpositive_minus: 2^(n + kGuard) stays normal down to the clamp
+// (n = -150 in float, -1076 in double), so exp(r) 2^-kGuard times it rounds the result once,
+// correctly also where it is subnormal.
+template <typename T> struct ExpGuard;
+template <> struct ExpGuard<float> {
+  static constexpr int kGuard = 32;
+  static constexpr float kInverse = 2.3283064365386963e-10f;  // 2^-32
+};
+template <> struct ExpGuard<double> {
+  static constexpr int kGuard = 64;
+  static constexpr double kInverse = 5.421010862427522e-20;  // 2^-64
+};
+
+// exp(x - c) for x <= 0 (-inf included; NaN passes through) and 0 <= |c| much smaller than
+// ln 2 / 2. Positive x is not allowed: 2^n would overflow the guard.
+template <typename T>
+GW_ALWAYS_INLINE T exp_nonpositive_minus(T x, T c) {
+  using Tr = FloatTraits<T>;
+  const T xc = x < Tr::kExpClampLow ? Tr::kExpClampLow : x;  // NaN fails and passes through
+  const NonPositiveReduction<T> red = reduce_nonpositive(xc, c);
+  // exp(r) 2^-kGuard (exact: a power of two, far from underflow), then one rounding by 2^n.
+  const T expm1_r = red.r + expm1_minus_r_poly_short(red.r);
+  const T exp_r_scaled = expm1_r * ExpGuard<T>::kInverse + ExpGuard<T>::kInverse;
+  return exp_r_scaled * pow2_from_shifted(red.shifted, ExpGuard<T>::kGuard);
+}
+
+// exp(x) for x <= 0 or NaN.
+template <typename T>
+GW_ALWAYS_INLINE T vexp_nonpositive(T x) {
+  return exp_nonpositive_minus(x, static_cast<T>(0));
+}
+
+// expm1(x) for x <= 0 or NaN: 2^n expm1(r) + (2^n - 1) in one multiply-add, with 2^n - 1 exact
+// for n >= -24 (float) / -53 (double); below that expm1(x) rounds to -1 anyway. expm1(-0) is
+// +0 here: callers that care about the sign of zero select x itself at 0.
+template <typename T>
+GW_ALWAYS_INLINE T vexpm1_nonpositive(T x) {
+  // Below this expm1 rounds to -1 in both precisions (2^n stays normal there).
+  constexpr T kMinusOneBelow = static_cast<T>(-40);
+  const T xc = x < kMinusOneBelow ? kMinusOneBelow : x;  // NaN fails and passes through
+  const NonPositiveReduction<T> red = reduce_nonpositive(xc, static_cast<T>(0));
+  const T expm1_r = red.r + expm1_minus_r_poly_short(red.r);
+  const T two_n = pow2_from_shifted(red.shifted, 0);
+  return two_n * expm1_r + (two_n - static_cast<T>(1));
+}
+
 // exp(x) - 1, accurate for small |x|: expm1(x) = 2^n expm1(r) + (2^n - 1), where 2^n - 1 is exact
 // for n up to the mantissa width; beyond that the - 1 is below the result's rounding.
 template <typename T>
@@ -371,30 +483,38 @@ GW_ALWAYS_INLINE T min_of_magnitude(T x, T bound) {
   return from_bits<T>(bits < bound_bits ? bits : bound_bits);
 }
 
-// tanh(x) = sign(x) expm1(2|x|) / (expm1(2|x|) + 2): no cancellation near 0.
+// tanh(x) = sign(x) (-m) / (2 + m) with m = expm1(-2|x|) in [-1, 0]: no cancellation near 0
+// (m ~ -2|x| there) and no overflow.
 template <typename T>
 GW_ALWAYS_INLINE T vtanh(T x) {
-  // tanh rounds to +-1 beyond this in both precisions; clamping keeps expm1 finite.
+  // tanh rounds to +-1 beyond this in both precisions.
   constexpr T kSaturation = static_cast<T>(20);
-  const T a = min_of_magnitude(x, kSaturation);
-  const T em = vexpm1(static_cast<T>(2) * a);
-  const T result = std::copysign(em / (em + static_cast<T>(2)), x);
+  const T a = min_of_magnitude(x, kSaturation);  // NaN becomes kSaturation: passed on below
+  const T m = vexpm1_nonpositive(static_cast<T>(-2) * a);
+  const T result = std::copysign(-m / (static_cast<T>(2) + m), x);
   return x != x ? x : result;
 }
 
 // exp(-scale x^2) without the rounding error of x^2 (which erfc would amplify by x^2):
-// x = hi + lo with hi^2 exact, so scale x^2 = scale hi^2 + scale lo (2 hi + lo). scale must be
-// a power of two.
+// x^2 = square + error exactly, with the error from one fused multiply-add where the ISA has it,
+// else from x = hi + lo with hi^2 exact (scale x^2 = scale hi^2 + scale lo (2 hi + lo)). scale
+// must be a power of two.
 template <typename T>
 GW_ALWAYS_INLINE T exp_minus_scaled_square(T x, T scale) {
-  using Tr = FloatTraits<T>;
-  // exp(-x^2 / 2) is 0 beyond this in both precisions; clamping keeps the split finite.
+  // exp(-x^2 / 2) is 0 beyond this in both precisions; clamping keeps the square finite.
   constexpr T kZeroBeyond = static_cast<T>(40);
   // NaN becomes kZeroBeyond here; the callers' other factors carry the NaN.
   const T a = min_of_magnitude(x, kZeroBeyond);
+#if defined(__FMA__)
+  const T square = a * a;
+  const T error = std::fma(a, a, -square);
+  return exp_nonpositive_minus(-(scale * square), scale * error);
+#else
+  using Tr = FloatTraits<T>;
   const T hi = from_ubits<T>(ubits_of<T>(a) & Tr::kSplitMask);
   const T lo = a - hi;
-  return exp_minus(-(scale * (hi * hi)), scale * (lo * (hi + hi + lo)));
+  return exp_nonpositive_minus(-(scale * (hi * hi)), scale * (lo * (hi + hi + lo)));
+#endif
 }
 
 // erfc(a) exp(a^2) for a >= 0 (NaN passes through), as F(u) / (a + 3) with
