@@ -504,10 +504,10 @@ template <typename T>
 GW_ALWAYS_INLINE T vtanh(T x) {
   // tanh rounds to +-1 beyond this in both precisions.
   constexpr T kSaturation = static_cast<T>(20);
-  const T a = min_of_magnitude(x, kSaturation);  // NaN becomes kSaturation: passed on below
-  const T m = vexpm1_nonpositive(static_cast<T>(-2) * a);
-  const T result = std::copysign(-m / (static_cast<T>(2) + m), x);
-  return x != x ? x : result;
+  const T a = std::fabs(x);
+  const T a_clamped = a > kSaturation ? kSaturation : a;  // NaN fails and passes through
+  const T m = vexpm1_nonpositive(static_cast<T>(-2) * a_clamped);
+  return std::copysign(-m / (static_cast<T>(2) + m), x);
 }
 
 // exp(-scale x^2) without the rounding error of x^2 (which erfc would amplify by x^2):
