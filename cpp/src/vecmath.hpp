@@ -514,12 +514,13 @@ GW_ALWAYS_INLINE T vtanh(T x) {
 // x^2 = square + error exactly, with the error from one fused multiply-add where the ISA has it,
 // else from x = hi + lo with hi^2 exact (scale x^2 = scale hi^2 + scale lo (2 hi + lo)). scale
 // must be a power of two.
+// exp(-x^2 / 2) is 0 beyond this in both precisions; clamping |x| to it keeps the square finite.
 template <typename T>
-GW_ALWAYS_INLINE T exp_minus_scaled_square(T x, T scale) {
-  // exp(-x^2 / 2) is 0 beyond this in both precisions; clamping keeps the square finite.
-  constexpr T kZeroBeyond = static_cast<T>(40);
-  // NaN becomes kZeroBeyond here; the callers' other factors carry the NaN.
-  const T a = min_of_magnitude(x, kZeroBeyond);
+constexpr T kSquareZeroBeyond = static_cast<T>(40);
+
+// exp_minus_scaled_square for a = |x| already clamped to [0, kSquareZeroBeyond] (or NaN).
+template <typename T>
+GW_ALWAYS_INLINE T exp_minus_scaled_square_clamped(T a, T scale) {
 #if defined(__FMA__)
   const T square = a * a;
   const T error = std::fma(a, a, -square);
@@ -530,6 +531,12 @@ GW_ALWAYS_INLINE T exp_minus_scaled_square(T x, T scale) {
   const T lo = a - hi;
   return exp_nonpositive_minus(-(scale * (hi * hi)), scale * (lo * (hi + hi + lo)));
 #endif
+}
+
+template <typename T>
+GW_ALWAYS_INLINE T exp_minus_scaled_square(T x, T scale) {
+  // NaN becomes kSquareZeroBeyond here; the callers' other factors carry the NaN.
+  return exp_minus_scaled_square_clamped(min_of_magnitude(x, kSquareZeroBeyond<T>), scale);
 }
 
 // erfc(a) exp(a^2) for a >= 0 (NaN passes through), as F(u) / (a + 3) with
@@ -589,6 +596,41 @@ GW_ALWAYS_INLINE T erfc_scaled(T a) {
   const T ac = a > ErfcRange<T>::kZeroBeyond ? ErfcRange<T>::kZeroBeyond : a;
   const T inverse = static_cast<T>(1) / (ac + kCentre);
   return erfc_scaled_poly((ac - kCentre) * inverse) * inverse;
+}
+
+// Phi(-b) exp(b^2 / 2) = erfc(b / sqrt 2) exp(b^2 / 2) / 2 for b >= 0 (NaN passes through):
+// erfc_scaled with a = b / sqrt 2 written in b, G(v) / (b + 3 sqrt 2),
+// v = (b - 3 sqrt 2) / (b + 3 sqrt 2), G = erfc_scaled_poly's coefficients times sqrt(2) / 2
+// (rounded again). Saves gelu the scaling of b and of the result. Past the fit (b beyond
+// sqrt 2 ErfcRange::kZeroBeyond, up to kSquareZeroBeyond) G stays within [0.6, 0.8], and
+// exp(-b^2 / 2) is 0 or the smallest subnormal there, so the product rounds to 0.
+GW_ALWAYS_INLINE float normal_tail_scaled_poly(float v) {
+  static constexpr float kCoefficients[] = {
+      0.7594375610351562f,    -0.624654233455658f,    0.4173545241355896f,
+      -0.2195330709218979f,   0.08451854437589645f,   -0.018976230174303055f,
+      -0.0008604907779954374f, 0.002176170004531741f, -0.0003533242270350456f,
+      -0.00023619474086444825f,
+  };
+  return polynomial(v, kCoefficients);
+}
+GW_ALWAYS_INLINE double normal_tail_scaled_poly(double v) {
+  static constexpr double kCoefficients[] = {
+      0.7594375670433554,     -0.6246542082990059,    0.41735447375689233,
+      -0.21953350622640055,   0.08451889054695313,    -0.01896971952075688,
+      -0.0008573080314624843, 0.0021454057773976857,  -0.00038771337770696947,
+      -0.0001957111871076924, 7.605677360722578e-05,  2.1493249527166134e-05,
+      -1.2351282846999434e-05, -3.35349132598476e-06, 1.9508460873507534e-06,
+      6.967054743517889e-07,  -2.831795642965484e-07, -1.526880637267687e-07,
+      2.9739177016870434e-08, 2.617982461072931e-08,  -8.387315686455434e-10,
+      -2.0634457867283716e-09,
+  };
+  return polynomial(v, kCoefficients);
+}
+template <typename T>
+GW_ALWAYS_INLINE T normal_tail_scaled(T b) {
+  constexpr T kCentre = static_cast<T>(4.24264068711928514640);  // 3 sqrt 2
+  const T inverse = static_cast<T>(1) / (b + kCentre);
+  return normal_tail_scaled_poly((b - kCentre) * inverse) * inverse;
 }
 
 // erf(x) / x = P(x^2) for |x| <= 1 (fitted like erfc_scaled_poly).
