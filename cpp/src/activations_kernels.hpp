@@ -42,8 +42,6 @@ constexpr T kSeluScaleAlpha =
     static_cast<T>(1.0507009873554804934193349852946 * 1.6732632423543772848170429916717);
 
 template <typename T>
-constexpr T kInvSqrt2 = static_cast<T>(0.70710678118654752440084436210485);
-template <typename T>
 constexpr T kInvSqrt2Pi = static_cast<T>(0.39894228040143267793994605993438);
 template <typename T>
 constexpr T kSqrt2OverPi = static_cast<T>(0.79788456080286535587989211986876);
@@ -179,8 +177,8 @@ GW_ALWAYS_INLINE T selu_backward_from_output(T dy, T y) {
 
 // ---- gelu (erf form) -------------------------------------------------------------------------
 // gelu(x) = x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2: the erfc form keeps the relative accuracy
-// for x << 0, where 1 + erf(x / sqrt 2) would cancel. erfc(|x| / sqrt 2) is
-// erfc_scaled(|x| / sqrt 2) exp(-x^2 / 2), the exponential split so that x^2 / 2 is exact;
+// for x << 0, where 1 + erf(x / sqrt 2) would cancel. erfc(|x| / sqrt 2) / 2 is
+// normal_tail_scaled(|x|) exp(-x^2 / 2), the exponential split so that x^2 / 2 is exact;
 // gauss returns that exponential for gelu', whose Phi'(x) = exp(-x^2 / 2) / sqrt(2 pi).
 template <typename T>
 struct NormalCdf {
@@ -190,9 +188,12 @@ struct NormalCdf {
 template <typename T>
 GW_ALWAYS_INLINE NormalCdf<T> normal_cdf(T x) {
   NormalCdf<T> out;
-  out.gauss = exp_minus_scaled_square(x, static_cast<T>(0.5));
-  const T half_tail = static_cast<T>(0.5) * erfc_scaled(std::fabs(x) * kInvSqrt2<T>) * out.gauss;
-  out.cdf = x > static_cast<T>(0) ? static_cast<T>(1) - half_tail : half_tail;
+  // NaN becomes kSquareZeroBeyond, so half_tail is 0 and NaN falls through to 1 - half_tail:
+  // Phi(NaN) = 1, and gelu(NaN) = NaN * 1. gelu' passes NaN on explicitly.
+  const T a = min_of_magnitude(x, kSquareZeroBeyond<T>);
+  out.gauss = exp_minus_scaled_square_clamped(a, static_cast<T>(0.5));
+  const T half_tail = normal_tail_scaled(a) * out.gauss;
+  out.cdf = x <= static_cast<T>(0) ? half_tail : static_cast<T>(1) - half_tail;
   return out;
 }
 // No clamp of x here: a select on x would let GCC's jump threading duplicate the whole
@@ -209,7 +210,7 @@ GW_ALWAYS_INLINE T gelu_backward(T dy, T x) {
   const NormalCdf<T> normal = normal_cdf(x);
   const T density_term =
       normal.gauss == static_cast<T>(0) ? static_cast<T>(0) : x * (normal.gauss * kInvSqrt2Pi<T>);
-  return dy * (normal.cdf + density_term);
+  return nan_or(x, dy * (normal.cdf + density_term));
 }
 
 // ---- gelu_tanh -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@
 //
 // Accuracy, largest error seen against mpmath (float and double alike; subnormal results and
 // inputs included; tests/test_activations.py checks these against Python's math module):
-//   vexp 1.2 ulp, vexpm1 1.8, vlog 0.75, vlog1p 0.75, vlog1p_unit 0.9, vtanh 2.5, verf 2.5,
+//   vexp 1.2 ulp, vexpm1 1.8, vlog 0.75, vlog1p 0.75, vlog1p_unit 1.0, vtanh 2.5, verf 2.5,
 //   verfc 3.9.
 // In double that is a relative error below 1e-15 everywhere; verfc keeps it deep into the
 // tail (erfc(26) ~ 1e-296), since exp(-x^2) is taken without the rounding error of x^2.
@@ -456,19 +456,34 @@ GW_ALWAYS_INLINE T vlog1p(T x) {
   return std::fabs(x) < kTiny ? x : result;
 }
 
+// log(1 + f) for f in [-1/4, 1/2], with k ln 2 added (k = 0 or 1). Float: f - f^2/2 + f^3 P(f),
+// P minimax for the relative error of log(1 + f) (Lawson iteration in numpy; 0.08 ulp before
+// rounding), no division. Double: as in log_minus, with s = f / (2 + f), |s| <= 1/5.
+GW_ALWAYS_INLINE float log1p_reduced_plus(float f, float k) {
+  static constexpr float kCoefficients[] = {
+      0.3333345f,  -0.25000095f, 0.19990861f,  -0.16647312f,
+      0.144784f,   -0.13161196f, 0.104629956f, -0.045074467f,
+  };
+  const float f_squared = f * f;
+  const float small = f_squared * (f * polynomial(f, kCoefficients) - 0.5f);
+  return k * Ln2Split<float>::hi + (f + (small + k * Ln2Split<float>::lo));
+}
+GW_ALWAYS_INLINE double log1p_reduced_plus(double f, double k) {
+  const double s = f / (2.0 + f);
+  const double half_f_squared = 0.5 * f * f;
+  const double correction = s * (half_f_squared + log_series(s * s));
+  return k * Ln2Split<double>::hi -
+         ((half_f_squared - (correction + k * Ln2Split<double>::lo)) - f);
+}
+
 // log(1 + x) for x in [0, 1] (NaN passes through), cheaper than vlog1p: no exponent to extract
 // and no rounding of 1 + x to correct. 1 + x = 2^k (1 + f) with k = 0, f = x for x < 1/2 and
-// k = 1, f = (x - 1) / 2 otherwise, both exact; then log(1 + f) as in log_minus, with
-// s = f / (2 + f), |s| <= 1/5.
+// k = 1, f = (x - 1) / 2 otherwise, both exact.
 template <typename T>
 GW_ALWAYS_INLINE T vlog1p_unit(T x) {
   const bool upper = x >= static_cast<T>(0.5);
   const T f = upper ? static_cast<T>(0.5) * (x - static_cast<T>(1)) : x;
-  const T k = upper ? static_cast<T>(1) : static_cast<T>(0);
-  const T s = f / (static_cast<T>(2) + f);
-  const T half_f_squared = static_cast<T>(0.5) * f * f;
-  const T correction = s * (half_f_squared + log_series(s * s));
-  return k * Ln2Split<T>::hi - ((half_f_squared - (correction + k * Ln2Split<T>::lo)) - f);
+  return log1p_reduced_plus(f, upper ? static_cast<T>(1) : static_cast<T>(0));
 }
 
 // min(|x|, bound) for bound >= 0, computed on the bit patterns, which order like the values for
@@ -489,22 +504,23 @@ template <typename T>
 GW_ALWAYS_INLINE T vtanh(T x) {
   // tanh rounds to +-1 beyond this in both precisions.
   constexpr T kSaturation = static_cast<T>(20);
-  const T a = min_of_magnitude(x, kSaturation);  // NaN becomes kSaturation: passed on below
-  const T m = vexpm1_nonpositive(static_cast<T>(-2) * a);
-  const T result = std::copysign(-m / (static_cast<T>(2) + m), x);
-  return x != x ? x : result;
+  const T a = std::fabs(x);
+  const T a_clamped = a > kSaturation ? kSaturation : a;  // NaN fails and passes through
+  const T m = vexpm1_nonpositive(static_cast<T>(-2) * a_clamped);
+  return std::copysign(-m / (static_cast<T>(2) + m), x);
 }
 
 // exp(-scale x^2) without the rounding error of x^2 (which erfc would amplify by x^2):
 // x^2 = square + error exactly, with the error from one fused multiply-add where the ISA has it,
 // else from x = hi + lo with hi^2 exact (scale x^2 = scale hi^2 + scale lo (2 hi + lo)). scale
 // must be a power of two.
+// exp(-x^2 / 2) is 0 beyond this in both precisions; clamping |x| to it keeps the square finite.
 template <typename T>
-GW_ALWAYS_INLINE T exp_minus_scaled_square(T x, T scale) {
-  // exp(-x^2 / 2) is 0 beyond this in both precisions; clamping keeps the square finite.
-  constexpr T kZeroBeyond = static_cast<T>(40);
-  // NaN becomes kZeroBeyond here; the callers' other factors carry the NaN.
-  const T a = min_of_magnitude(x, kZeroBeyond);
+constexpr T kSquareZeroBeyond = static_cast<T>(40);
+
+// exp_minus_scaled_square for a = |x| already clamped to [0, kSquareZeroBeyond] (or NaN).
+template <typename T>
+GW_ALWAYS_INLINE T exp_minus_scaled_square_clamped(T a, T scale) {
 #if defined(__FMA__)
   const T square = a * a;
   const T error = std::fma(a, a, -square);
@@ -515,6 +531,12 @@ GW_ALWAYS_INLINE T exp_minus_scaled_square(T x, T scale) {
   const T lo = a - hi;
   return exp_nonpositive_minus(-(scale * (hi * hi)), scale * (lo * (hi + hi + lo)));
 #endif
+}
+
+template <typename T>
+GW_ALWAYS_INLINE T exp_minus_scaled_square(T x, T scale) {
+  // NaN becomes kSquareZeroBeyond here; the callers' other factors carry the NaN.
+  return exp_minus_scaled_square_clamped(min_of_magnitude(x, kSquareZeroBeyond<T>), scale);
 }
 
 // erfc(a) exp(a^2) for a >= 0 (NaN passes through), as F(u) / (a + 3) with
@@ -574,6 +596,41 @@ GW_ALWAYS_INLINE T erfc_scaled(T a) {
   const T ac = a > ErfcRange<T>::kZeroBeyond ? ErfcRange<T>::kZeroBeyond : a;
   const T inverse = static_cast<T>(1) / (ac + kCentre);
   return erfc_scaled_poly((ac - kCentre) * inverse) * inverse;
+}
+
+// Phi(-b) exp(b^2 / 2) = erfc(b / sqrt 2) exp(b^2 / 2) / 2 for b >= 0 (NaN passes through):
+// erfc_scaled with a = b / sqrt 2 written in b, G(v) / (b + 3 sqrt 2),
+// v = (b - 3 sqrt 2) / (b + 3 sqrt 2), G = erfc_scaled_poly's coefficients times sqrt(2) / 2
+// (rounded again). Saves gelu the scaling of b and of the result. Past the fit (b beyond
+// sqrt 2 ErfcRange::kZeroBeyond, up to kSquareZeroBeyond) G stays within [0.6, 0.8], and
+// exp(-b^2 / 2) is 0 or the smallest subnormal there, so the product rounds to 0.
+GW_ALWAYS_INLINE float normal_tail_scaled_poly(float v) {
+  static constexpr float kCoefficients[] = {
+      0.7594375610351562f,    -0.624654233455658f,    0.4173545241355896f,
+      -0.2195330709218979f,   0.08451854437589645f,   -0.018976230174303055f,
+      -0.0008604907779954374f, 0.002176170004531741f, -0.0003533242270350456f,
+      -0.00023619474086444825f,
+  };
+  return polynomial(v, kCoefficients);
+}
+GW_ALWAYS_INLINE double normal_tail_scaled_poly(double v) {
+  static constexpr double kCoefficients[] = {
+      0.7594375670433554,     -0.6246542082990059,    0.41735447375689233,
+      -0.21953350622640055,   0.08451889054695313,    -0.01896971952075688,
+      -0.0008573080314624843, 0.0021454057773976857,  -0.00038771337770696947,
+      -0.0001957111871076924, 7.605677360722578e-05,  2.1493249527166134e-05,
+      -1.2351282846999434e-05, -3.35349132598476e-06, 1.9508460873507534e-06,
+      6.967054743517889e-07,  -2.831795642965484e-07, -1.526880637267687e-07,
+      2.9739177016870434e-08, 2.617982461072931e-08,  -8.387315686455434e-10,
+      -2.0634457867283716e-09,
+  };
+  return polynomial(v, kCoefficients);
+}
+template <typename T>
+GW_ALWAYS_INLINE T normal_tail_scaled(T b) {
+  constexpr T kCentre = static_cast<T>(4.24264068711928514640);  // 3 sqrt 2
+  const T inverse = static_cast<T>(1) / (b + kCentre);
+  return normal_tail_scaled_poly((b - kCentre) * inverse) * inverse;
 }
 
 // erf(x) / x = P(x^2) for |x| <= 1 (fitted like erfc_scaled_poly).
