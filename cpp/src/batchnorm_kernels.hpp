@@ -37,7 +37,7 @@ namespace GW_ISA {
 // The accumulator type of the column sums across blocks (see the precision note above).
 using Sum = double;
 
-// Rows handled per step of the column-sum loops; the 4 terms are added pairwise, then once to
+// Rows handled per step of the forward's column-sum loop; the 4 terms are added pairwise, then once to
 // the block sum, which also quarters the loads and stores of the block buffers.
 constexpr int64_t kRowUnroll = 4;
 // Rows summed in T before the sums go to double (see the precision note), and the features
@@ -194,28 +194,6 @@ void moment_sums_tile(Sum* within, Sum* between1, Sum* between2, const T* x, con
   }
 }
 
-// Block sums over 4 rows starting at dy0 and x0 (row stride F), of dy and dy * x_hat with
-// x_hat = (x - m) * inv; the first call of a block assigns, the others add.
-// block1, block2, m, inv: (width)
-template <bool kFirst, typename T>
-void add_gradient_rows(T* block1, T* block2, const T* dy0, const T* x0, const T* m, const T* inv,
-                       int64_t width, int64_t F) {
-  const T* dy1 = dy0 + F;
-  const T* dy2 = dy1 + F;
-  const T* dy3 = dy2 + F;
-  const T* x1 = x0 + F;
-  const T* x2 = x1 + F;
-  const T* x3 = x2 + F;
-#pragma omp simd
-  for (int64_t j = 0; j < width; ++j) {
-    const T sum1 = (dy0[j] + dy1[j]) + (dy2[j] + dy3[j]);
-    const T sum2 = (dy0[j] * ((x0[j] - m[j]) * inv[j]) + dy1[j] * ((x1[j] - m[j]) * inv[j])) +
-                   (dy2[j] * ((x2[j] - m[j]) * inv[j]) + dy3[j] * ((x3[j] - m[j]) * inv[j]));
-    block1[j] = kFirst ? sum1 : block1[j] + sum1;
-    block2[j] = kFirst ? sum2 : block2[j] + sum2;
-  }
-}
-
 // One tile of the backward sums, s_dy = sum dy and s_dy_xhat = sum dy * x_hat, in T over blocks
 // of kBlockRows rows and in double across blocks. The terms are normalised (|x_hat| is at most
 // sqrt(N)), so they overflow T only where the gradients themselves would.
@@ -233,19 +211,16 @@ void gradient_sums_tile(Sum* s_dy, Sum* s_dy_xhat, const T* dy, const T* x, cons
       const int64_t width = std::min(kStripWidth, tile.f1 - fa);
       const T* m = mean + fa;
       const T* inv = inv_std + fa;
-      int64_t r = rb;
-      if (re - rb >= kRowUnroll) {
-        add_gradient_rows<true>(block1, block2, dy + r * F + fa, x + r * F + fa, m, inv, width, F);
-        r += kRowUnroll;
-      } else {
-        std::fill(block1, block1 + width, T(0));
-        std::fill(block2, block2 + width, T(0));
+      {
+        const T* dy_row = dy + rb * F + fa;
+        const T* x_row = x + rb * F + fa;
+#pragma omp simd
+        for (int64_t j = 0; j < width; ++j) {
+          block1[j] = dy_row[j];
+          block2[j] = dy_row[j] * ((x_row[j] - m[j]) * inv[j]);
+        }
       }
-      for (; r + kRowUnroll <= re; r += kRowUnroll) {
-        add_gradient_rows<false>(block1, block2, dy + r * F + fa, x + r * F + fa, m, inv, width,
-                                 F);
-      }
-      for (; r < re; ++r) {
+      for (int64_t r = rb + 1; r < re; ++r) {
         const T* dy_row = dy + r * F + fa;
         const T* x_row = x + r * F + fa;
 #pragma omp simd
