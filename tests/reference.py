@@ -504,6 +504,127 @@ def lars_update(p, g, state, t, lr, momentum=0.9, weight_decay=0.0, trust_coeffi
 
 
 # ---------------------------------------------------------------------------------------------
+# network
+# ---------------------------------------------------------------------------------------------
+# An MLP of L dense layers, the output layer last. params: dict keyed like MLP.state_dict()
+# (dense{i}.weight (I, O), dense{i}.bias (O,), bn{i}.gamma, bn{i}.beta, bn{i}.running_mean,
+# bn{i}.running_var (O,)). config: dict with activations (a kind per hidden layer), batchnorm
+# (bool), residual (a bool per hidden layer), dropout (a p per hidden layer), loss, bn_eps,
+# bn_momentum. masks: {hidden layer: bool (N, O)}, True where the activation is kept.
+# Hidden layer i: z = x @ W + b; h = batch norm of z (batch statistics in training, running ones
+# otherwise) or z; a = act(h); out = a * mask / (1 - p) in training with p > 0, else a;
+# out += x for a residual layer. Output layer: logits = x @ W + b.
+
+
+def mlp_layer_count(params):
+    return sum(1 for name in params if name.endswith(".weight"))
+
+
+def mlp_forward(params, x, config, training, masks=None):
+    """x: (N, D) -> logits (N, C), cache (one dict per layer: x, z, h, a, mask, mean, var)."""
+    layers = mlp_layer_count(params)
+    out = as64(x)
+    cache = []
+    for i in range(layers):
+        layer = {"x": out}
+        z = dense_forward(out, params[f"dense{i}.weight"], params[f"dense{i}.bias"])
+        layer["z"] = z
+        cache.append(layer)
+        if i == layers - 1:
+            return z, cache
+        h = z
+        if config["batchnorm"]:
+            gamma, beta = params[f"bn{i}.gamma"], params[f"bn{i}.beta"]
+            if training:
+                h, layer["mean"], layer["var"] = batchnorm_forward(z, gamma, beta, config["bn_eps"])
+            else:
+                h = batchnorm_inference(z, gamma, beta, params[f"bn{i}.running_mean"],
+                                        params[f"bn{i}.running_var"], config["bn_eps"])
+        a = activation_forward(h, config["activations"][i])
+        layer["h"], layer["a"] = h, a
+        p = config["dropout"][i]
+        if training and p > 0:
+            layer["mask"] = masks[i]
+            a = a * masks[i] / (1.0 - p)
+        out = a + out if config["residual"][i] else a
+
+
+def mlp_loss(logits, y, loss):
+    """logits: (N, C); y: class indices (N,) or targets (N, C) -> (loss, grad_logits (N, C))."""
+    if loss == "softmax_cross_entropy":
+        return softmax_cross_entropy(logits, one_hot(y, logits.shape[1]))
+    if loss == "binary_cross_entropy_with_logits":
+        return binary_cross_entropy_with_logits(logits, y)
+    return mse(logits, y)
+
+
+def mlp_backward(params, cache, grad_logits, config):
+    """Gradients of every parameter (keyed like params, no running statistics)."""
+    layers = len(cache)
+    grads = {}
+    grad = as64(grad_logits)  # of the current layer's output
+    for i in reversed(range(layers)):
+        layer = cache[i]
+        grad_z = grad
+        if i < layers - 1:
+            grad_h = grad
+            if "mask" in layer:
+                grad_h = grad_h * layer["mask"] / (1.0 - config["dropout"][i])
+            grad_z = activation_backward(grad_h, layer["h"], config["activations"][i])
+            if config["batchnorm"]:
+                grad_z, grads[f"bn{i}.gamma"], grads[f"bn{i}.beta"] = batchnorm_backward(
+                    grad_z, layer["z"], params[f"bn{i}.gamma"], layer["mean"], layer["var"],
+                    config["bn_eps"],
+                )
+        grad_x, grads[f"dense{i}.weight"], grads[f"dense{i}.bias"] = dense_backward(
+            grad_z, layer["x"], params[f"dense{i}.weight"]
+        )
+        if i < layers - 1 and config["residual"][i]:
+            grad_x = grad_x + grad
+        grad = grad_x
+    return grads
+
+
+def mlp_running_statistics(params, cache, config):
+    """{bn{i}.running_mean, bn{i}.running_var} after a training step with this cache:
+    (1 - m) running + m batch, with the unbiased batch variance (PyTorch's convention)."""
+    m = config["bn_momentum"]
+    updated = {}
+    for i, layer in enumerate(cache[:-1]):
+        n = layer["z"].shape[0]
+        updated[f"bn{i}.running_mean"] = (1 - m) * params[f"bn{i}.running_mean"] + m * layer["mean"]
+        updated[f"bn{i}.running_var"] = (
+            (1 - m) * params[f"bn{i}.running_var"] + m * layer["var"] * n / (n - 1)
+        )
+    return updated
+
+
+def dropout_masks(seed, step, layer_widths, batch, probabilities):
+    """The documented dropout masks (gradwatch/network.hpp): element e = n O + j of hidden layer
+    i is kept when word e mod 4 of Philox block (e // 4, i, step mod 2^32, step // 2^32) under
+    key (seed mod 2^32, seed // 2^32) is >= floor(p 2^32). -> {i: bool (batch, O)}"""
+    masks = {}
+    for i, (width, p) in enumerate(zip(layer_widths, probabilities)):
+        if p == 0:
+            continue
+        count = batch * width
+        blocks = np.arange((count + 3) // 4, dtype=np.uint64)
+        counters = np.stack([
+            blocks & 0xFFFFFFFF,
+            np.full_like(blocks, i),
+            np.full_like(blocks, step & 0xFFFFFFFF),
+            np.full_like(blocks, step >> 32),
+        ], axis=1).astype(np.uint32)
+        words = philox4x32_10(counters, (seed & 0xFFFFFFFF, seed >> 32)).reshape(-1)[:count]
+        threshold = min(math.floor(p * 2.0**32), 2**32 - 1)
+        masks[i] = (words >= threshold).reshape(batch, width)
+    return masks
+
+
+# (end of network)
+
+
+# ---------------------------------------------------------------------------------------------
 # finite differences
 # ---------------------------------------------------------------------------------------------
 

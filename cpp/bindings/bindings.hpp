@@ -19,6 +19,7 @@ void register_batchnorm(py::module_& m);
 void register_loss(py::module_& m);
 void register_init(py::module_& m);
 void register_optim(py::module_& m);
+void register_network(py::module_& m);
 
 // The bindings take exactly this array type with .noconvert(): no silent copies or casts.
 template <typename T>

@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
   gradwatch::register_loss(m);
   gradwatch::register_init(m);
   gradwatch::register_optim(m);
+  gradwatch::register_network(m);
 }

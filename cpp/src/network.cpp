@@ -1,0 +1,1019 @@
+// gradwatch::Network: the layers' data flow, the parallel region of a step, the GEMM blocking,
+// the fixed-order reductions and the checks that keep a failed step from changing anything.
+// Dims: N = batch, L = layers, I = fan_in, O = fan_out, D = input features, C = outputs.
+//
+// Threads. A step is one OpenMP parallel region; every pass inside is an orphaned worksharing
+// loop over items fixed by the shapes alone (GEMM blocks, tiles of rows x features), so which
+// thread runs an item never changes a bit of its result. OpenBLAS is made single-threaded for
+// the duration (its threaded GEMM partitions by the thread count): each GEMM block is one
+// single-threaded call on one of our threads.
+#define GW_ISA baseline
+#include "network_kernels.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "gradwatch/blas.hpp"
+#include "gradwatch/cpu_dispatch.hpp"
+#include "gradwatch/network.hpp"
+#include "gradwatch/threads.hpp"
+
+namespace gradwatch {
+
+namespace baseline {
+GRADWATCH_INSTANTIATE_NETWORK_KERNELS(float)
+GRADWATCH_INSTANTIATE_NETWORK_KERNELS(double)
+}  // namespace baseline
+
+namespace {
+
+// Row chunks of a pass: at least kPassChunkRows rows (a multiple of 16), at most kMaxChunks of
+// them; a batch of fewer than kPassMinTiles chunks is also split into feature blocks of at least
+// kPassMinBlockWidth. Fixed by (N, F) alone: the order of every sum over the batch is too.
+constexpr int64_t kPassChunkRows = 32;
+constexpr int64_t kMaxChunks = 16;
+constexpr int64_t kPassMinTiles = 4;
+constexpr int64_t kPassMinBlockWidth = 256;
+// Elements per thread below which a pass alone is not worth a team (threads.hpp's threads_for).
+constexpr int64_t kPassMinTileWork = 16384;
+// A GEMM of M x N x K multiply-adds is split in up to kMaxGemmBlocks blocks of rows or columns
+// (the larger output dimension), halving while each block keeps kGemmBlockWork multiply-adds
+// and kGemmMinSplit rows or columns.
+constexpr int64_t kMaxGemmBlocks = 8;
+constexpr int64_t kGemmBlockWork = int64_t(1) << 16;
+constexpr int64_t kGemmMinSplit = 16;
+// Rows per inference chunk: memory does not grow with the batch.
+constexpr int64_t kInferenceRows = 256;
+// Elements per partial sum of the elementwise losses (loss_kernels.hpp's kChunk).
+constexpr int64_t kLossChunk = baseline::kChunk;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t multiple) { return ceil_div(a, multiple) * multiple; }
+
+struct PassGrid {
+  int64_t N, F, chunk_rows, chunks, block_width, blocks;
+
+  PassGrid(int64_t rows, int64_t features) : N(rows), F(features) {
+    chunk_rows = std::max(kPassChunkRows, round_up(ceil_div(N, kMaxChunks), 16));
+    chunks = ceil_div(N, chunk_rows);
+    blocks = 1;
+    block_width = F;
+    if (chunks < kPassMinTiles) {
+      const int64_t wanted = ceil_div(kPassMinTiles, chunks);
+      const int64_t most = std::max<int64_t>(1, F / kPassMinBlockWidth);
+      block_width = round_up(ceil_div(F, std::min(wanted, most)), 16);
+      blocks = ceil_div(F, block_width);
+    }
+  }
+  int64_t tiles() const { return chunks * blocks; }
+  PassTile tile(int64_t index) const {
+    const int64_t chunk = index / blocks;
+    const int64_t r0 = chunk * chunk_rows;
+    const int64_t f0 = index % blocks * block_width;
+    return {chunk, r0, std::min(N, r0 + chunk_rows), f0, std::min(F, f0 + block_width)};
+  }
+};
+
+struct GemmPlan {
+  bool split_rows;
+  int64_t step, blocks;
+};
+
+GemmPlan plan_gemm(int64_t M, int64_t N, int64_t K) {
+  const bool split_rows = M >= N;
+  const int64_t dim = split_rows ? M : N;
+  const int64_t work = M * N * K;
+  int64_t blocks = 1;
+  while (blocks < kMaxGemmBlocks && work / (2 * blocks) >= kGemmBlockWork &&
+         dim / (2 * blocks) >= kGemmMinSplit) {
+    blocks *= 2;
+  }
+  // Column blocks start on 64-byte lines of float; row blocks on multiples of 8 rows.
+  const int64_t step = round_up(ceil_div(dim, blocks), split_rows ? 8 : 16);
+  return {split_rows, step, ceil_div(dim, step)};
+}
+
+// C = op(A) @ op(B) + beta C in plan.blocks independent single-threaded calls; with bias, each
+// block of C first gets the bias rows (beta must be 1). With sumsq, sumsq[block] = the sum of
+// squares of the block of C, computed while it is in cache.
+template <typename T>
+struct GemmJob {
+  bool transpose_a, transpose_b;
+  int64_t M, N, K;
+  const T* A;
+  int64_t lda;
+  const T* B;
+  int64_t ldb;
+  T beta;
+  T* C;
+  int64_t ldc;
+  const T* bias;
+  double* sumsq;
+  GemmPlan plan;
+
+  void run_block(int64_t block) const {
+    const int64_t dim = plan.split_rows ? M : N;
+    const int64_t lo = block * plan.step;
+    const int64_t hi = std::min(dim, lo + plan.step);
+    const T* a = A;
+    const T* b = B;
+    T* c = C;
+    int64_t m = M, n = N, col0 = 0;
+    if (plan.split_rows) {
+      a = transpose_a ? A + lo : A + lo * lda;
+      c = C + lo * ldc;
+      m = hi - lo;
+    } else {
+      b = transpose_b ? B + lo * ldb : B + lo;
+      c = C + lo;
+      n = hi - lo;
+      col0 = lo;
+    }
+    if (bias != nullptr) {
+      for (int64_t r = 0; r < m; ++r) {
+        std::memcpy(c + r * ldc, bias + col0, static_cast<size_t>(n) * sizeof(T));
+      }
+    }
+    if (!transpose_a && !transpose_b && m <= kSmallGemmRows) {
+      GRADWATCH_DISPATCH(network_small_gemm<T>, c, a, b, m, n, K, lda, ldb, ldc, beta != T(0));
+    } else {
+      gemm<T>(transpose_a, transpose_b, m, n, K, T(1), a, lda, b, ldb, beta, c, ldc);
+    }
+    if (sumsq != nullptr) GRADWATCH_DISPATCH(network_sum_of_squares<T>, sumsq + block, c, m, n, ldc);
+  }
+};
+
+template <typename T>
+GemmJob<T> make_gemm(bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K,
+                     const T* A, const T* B, T beta, T* C, const T* bias, double* sumsq) {
+  const int64_t lda = transpose_a ? M : K;
+  const int64_t ldb = transpose_b ? K : N;
+  return {transpose_a, transpose_b, M, N, K, A, lda, B, ldb, beta, C, N, bias, sumsq,
+          plan_gemm(M, N, K)};
+}
+
+// The blocks of one or two GEMMs and one more small task, shared out dynamically (every task
+// writes its own outputs, so the schedule changes no result). Orphaned: inside the step's
+// parallel region it is a worksharing loop, outside it a plain loop.
+template <typename T, typename Extra>
+void run_gemms(const GemmJob<T>& first, const GemmJob<T>* second, const Extra& extra) {
+  const int64_t first_blocks = first.plan.blocks;
+  const int64_t gemm_tasks = first_blocks + (second != nullptr ? second->plan.blocks : 0);
+#pragma omp for schedule(dynamic, 1)
+  for (int64_t task = 0; task <= gemm_tasks; ++task) {
+    if (task < first_blocks) {
+      first.run_block(task);
+    } else if (task < gemm_tasks) {
+      second->run_block(task - first_blocks);
+    } else {
+      extra();
+    }
+  }
+}
+
+template <typename Body>
+void for_tiles(const PassGrid& grid, const Body& body) {
+#pragma omp for schedule(static)
+  for (int64_t index = 0; index < grid.tiles(); ++index) body(grid.tile(index));
+}
+
+template <typename Body>
+void run_parallel(int threads, const Body& body) {
+  if (threads <= 1) {  // no team: even one of a single thread costs a microsecond
+    body();
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  body();
+}
+
+// OpenBLAS runs single-threaded while any network call is in progress (see the file comment);
+// the count it had is restored when the last one ends.
+class BlasSingleThreaded {
+ public:
+  BlasSingleThreaded() {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (depth()++ == 0) {
+      saved() = scipy_openblas_get_num_threads();
+      if (saved() != 1) scipy_openblas_set_num_threads(1);
+    }
+  }
+  ~BlasSingleThreaded() {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (--depth() == 0 && saved() != 1) scipy_openblas_set_num_threads(saved());
+  }
+  BlasSingleThreaded(const BlasSingleThreaded&) = delete;
+  BlasSingleThreaded& operator=(const BlasSingleThreaded&) = delete;
+
+ private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static int& depth() {
+    static int d = 0;
+    return d;
+  }
+  static int& saved() {
+    static int s = 1;
+    return s;
+  }
+};
+
+template <typename T>
+bool all_finite(const T* a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(a[i])) return false;
+  }
+  return true;
+}
+
+void require(bool condition, const std::string& message) {
+  if (!condition) throw std::invalid_argument(message);
+}
+
+}  // namespace
+
+const char* loss_name(LossKind kind) {
+  switch (kind) {
+    case LossKind::softmax_cross_entropy: return "softmax_cross_entropy";
+    case LossKind::binary_cross_entropy_with_logits: return "binary_cross_entropy_with_logits";
+    case LossKind::mse: return "mse";
+  }
+  return "unknown";
+}
+
+NonFiniteError::NonFiniteError(const std::string& layer, const std::string& tensor)
+    : std::runtime_error("non-finite " + tensor + " in " + layer +
+                         " (NaN or infinity); nothing was changed"),
+      layer_(layer),
+      tensor_(tensor) {}
+
+void validate_network_spec(const NetworkSpec& spec) {
+  const size_t layers = spec.widths.size() < 2 ? 0 : spec.widths.size() - 1;
+  require(layers >= 1, "widths must have at least 2 entries (inputs and outputs), got " +
+                           std::to_string(spec.widths.size()));
+  for (size_t i = 0; i < spec.widths.size(); ++i) {
+    const int64_t w = spec.widths[i];
+    require(w >= 1 && w <= std::numeric_limits<int>::max(),
+            "widths[" + std::to_string(i) + "] must be in [1, 2^31 - 1], got " + std::to_string(w));
+  }
+  require(spec.hidden.size() == layers - 1,
+          "hidden must have one entry per hidden layer (" + std::to_string(layers - 1) + "), got " +
+              std::to_string(spec.hidden.size()));
+  for (size_t i = 0; i < spec.hidden.size(); ++i) {
+    const HiddenLayerSpec& h = spec.hidden[i];
+    const std::string at = "hidden layer " + std::to_string(i);
+    const int code = static_cast<int>(h.activation);
+    require(code >= 0 && code < kActivationCount, at + ": unknown activation " + std::to_string(code));
+    require(std::isfinite(h.alpha), at + ": alpha must be finite");
+    require(h.dropout >= 0 && h.dropout < 1, at + ": dropout must be in [0, 1), got " +
+                                                 std::to_string(h.dropout));
+    require(!h.residual || spec.widths[i] == spec.widths[i + 1],
+            at + ": a residual layer needs fan_in == fan_out, got " + std::to_string(spec.widths[i]) +
+                " -> " + std::to_string(spec.widths[i + 1]));
+  }
+  const int loss = static_cast<int>(spec.loss);
+  require(loss >= 0 && loss <= static_cast<int>(LossKind::mse), "unknown loss " + std::to_string(loss));
+  require(spec.bn_momentum >= 0 && spec.bn_momentum <= 1,
+          "bn_momentum must be in [0, 1], got " + std::to_string(spec.bn_momentum));
+  require(std::isfinite(spec.bn_eps) && spec.bn_eps > 0,
+          "bn_eps must be finite and > 0, got " + std::to_string(spec.bn_eps));
+}
+
+template <typename T>
+struct Network<T>::Layer {
+  int64_t in = 0, out = 0;
+  bool hidden = false, batchnorm = false, residual = false, dropout = false;
+  bool from_output = false;  // the activation's derivative is computed from a
+  bool keep_h = false;       // h is kept (batch norm and a derivative from h)
+  Activation kind = Activation::identity;
+  T alpha = 0, keep_scale = 1;
+  uint32_t threshold = 0;
+  // Parameter tensors (indices into parameter_info_, -1 when absent) and buffers.
+  int64_t weight = -1, bias = -1, gamma = -1, beta = -1, running_mean = -1, running_var = -1;
+  // Batch norm, (O) each: batch mean, biased var, inv_std; forward scale and offset (with z's
+  // first row as shift); backward coefficients; the inference scale from the running variance.
+  std::vector<T> stats;
+  T *mean = nullptr, *var = nullptr, *inv_std = nullptr, *scale = nullptr, *offset = nullptr;
+  T *scale_dy = nullptr, *scale_xc = nullptr, *grad_offset = nullptr, *inference_scale = nullptr;
+  // Workspace for capacity_ rows, (N, O) each.
+  T *z = nullptr, *h = nullptr, *a = nullptr, *output = nullptr;
+  T *grad_out = nullptr, *grad_h = nullptr, *grad_z = nullptr;
+  uint8_t* mask = nullptr;
+};
+
+template <typename T>
+Network<T>::Network(const NetworkSpec& spec) : spec_(spec) {
+  validate_network_spec(spec_);
+  const int64_t L = static_cast<int64_t>(spec_.widths.size()) - 1;
+  layers_.resize(static_cast<size_t>(L));
+  int64_t param_offset = 0, buffer_offset = 0;
+  const auto add_parameter = [&](const std::string& name, int64_t rows, int64_t cols,
+                                 ParamRole role) {
+    parameter_info_.push_back({name, rows, cols, role, param_offset});
+    param_offset += parameter_info_.back().size();
+    return static_cast<int64_t>(parameter_info_.size()) - 1;
+  };
+  const auto add_buffer = [&](const std::string& name, int64_t rows) {
+    buffer_info_.push_back({name, rows, 0, ParamRole::weight, buffer_offset});
+    buffer_offset += rows;
+    return static_cast<int64_t>(buffer_info_.size()) - 1;
+  };
+  for (int64_t i = 0; i < L; ++i) {
+    Layer& layer = layers_[i];
+    layer.in = spec_.widths[i];
+    layer.out = spec_.widths[i + 1];
+    const std::string index = std::to_string(i);
+    layer.weight = add_parameter("dense" + index + ".weight", layer.in, layer.out, ParamRole::weight);
+    layer.bias = add_parameter("dense" + index + ".bias", layer.out, 0, ParamRole::bias);
+    if (i == L - 1) continue;
+    const HiddenLayerSpec& h = spec_.hidden[i];
+    layer.hidden = true;
+    layer.batchnorm = h.batchnorm;
+    layer.residual = h.residual;
+    layer.dropout = h.dropout > 0;
+    layer.kind = h.activation;
+    layer.alpha = static_cast<T>(h.alpha);
+    layer.from_output = activation_has_backward_from_output(h.activation) &&
+                        !(activation_takes_alpha(h.activation) && !(h.alpha > 0));
+    layer.keep_h = layer.batchnorm && !layer.from_output;
+    if (layer.dropout) {
+      layer.keep_scale = static_cast<T>(1.0 / (1.0 - h.dropout));
+      layer.threshold = static_cast<uint32_t>(
+          std::min(std::floor(h.dropout * 4294967296.0), 4294967295.0));
+    }
+    if (layer.batchnorm) {
+      layer.gamma = add_parameter("bn" + index + ".gamma", layer.out, 0, ParamRole::bn_gamma);
+      layer.beta = add_parameter("bn" + index + ".beta", layer.out, 0, ParamRole::bn_beta);
+      layer.running_mean = add_buffer("bn" + index + ".running_mean", layer.out);
+      layer.running_var = add_buffer("bn" + index + ".running_var", layer.out);
+      layer.stats.assign(static_cast<size_t>(9 * layer.out), T(0));
+      T* s = layer.stats.data();
+      T** slots[] = {&layer.mean,     &layer.var,      &layer.inv_std,
+                     &layer.scale,    &layer.offset,   &layer.scale_dy,
+                     &layer.scale_xc, &layer.grad_offset, &layer.inference_scale};
+      for (T** slot : slots) {
+        *slot = s;
+        s += layer.out;
+      }
+    }
+  }
+  params_.assign(static_cast<size_t>(param_offset), T(0));
+  grads_.assign(static_cast<size_t>(param_offset), T(0));
+  buffers_.assign(static_cast<size_t>(buffer_offset), T(0));
+  for (const Layer& layer : layers_) {
+    if (!layer.batchnorm) continue;
+    const TensorInfo& gamma = parameter_info_[layer.gamma];
+    std::fill(params_.begin() + gamma.offset, params_.begin() + gamma.offset + gamma.size(), T(1));
+    const TensorInfo& var = buffer_info_[layer.running_var];
+    std::fill(buffers_.begin() + var.offset, buffers_.begin() + var.offset + var.size(), T(1));
+  }
+  for (const TensorInfo& info : parameter_info_) {
+    param_ptrs_.push_back(params_.data() + info.offset);
+    grad_ptrs_.push_back(grads_.data() + info.offset);
+    param_sizes_.push_back(info.size());
+    param_roles_.push_back(info.role);
+  }
+  grad_sumsq_.assign(parameter_info_.size() * kMaxGemmBlocks, 0.0);
+  int64_t widest = 1;
+  for (int64_t w : spec_.widths) widest = std::max(widest, w);
+  sum_partials_.assign(static_cast<size_t>(3 * kMaxChunks * widest), 0.0);
+  bias_partials_.assign(static_cast<size_t>(kMaxChunks * widest), T(0));
+  inference_work_.assign(static_cast<size_t>(2 * kInferenceRows * widest), T(0));
+  const int64_t C = spec_.widths.back();
+  eval_grad_.assign(static_cast<size_t>(2 * kInferenceRows * C), T(0));
+  refresh_inference_scales();
+}
+
+template <typename T>
+Network<T>::~Network() = default;
+
+template <typename T>
+void Network<T>::copy_parameters(T* out) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::copy(params_.begin(), params_.end(), out);
+}
+
+template <typename T>
+void Network<T>::copy_gradients(T* out) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::copy(grads_.begin(), grads_.end(), out);
+}
+
+template <typename T>
+void Network<T>::copy_buffers(T* out) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::copy(buffers_.begin(), buffers_.end(), out);
+}
+
+template <typename T>
+void Network<T>::load(const T* params, const T* buffers) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const TensorInfo& info : parameter_info_) {
+    require(all_finite(params + info.offset, info.size()),
+            info.name + " contains NaN or infinity");
+  }
+  for (const TensorInfo& info : buffer_info_) {
+    const T* values = buffers + info.offset;
+    require(all_finite(values, info.size()), info.name + " contains NaN or infinity");
+  }
+  for (const Layer& layer : layers_) {
+    if (!layer.batchnorm) continue;
+    const TensorInfo& info = buffer_info_[layer.running_var];
+    const T* values = buffers + info.offset;
+    for (int64_t f = 0; f < info.size(); ++f) {
+      require(values[f] >= 0, info.name + " must be >= 0 (a variance), got " +
+                                  std::to_string(static_cast<double>(values[f])) + " at index " +
+                                  std::to_string(f));
+    }
+  }
+  std::copy(params, params + params_.size(), params_.begin());
+  std::copy(buffers, buffers + buffers_.size(), buffers_.begin());
+  refresh_inference_scales();
+}
+
+template <typename T>
+T Network<T>::exchange_parameter(int64_t index, T value) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  require(index >= 0 && index < parameter_count(),
+          "parameter index " + std::to_string(index) + " is out of range");
+  const T old = params_[index];
+  params_[index] = value;
+  refresh_inference_scales();
+  return old;
+}
+
+template <typename T>
+void Network<T>::set_dropout_step(uint64_t step) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  dropout_step_ = step;
+}
+
+template <typename T>
+void Network<T>::require_batch(int64_t N, bool training) const {
+  require(N >= 1, "the batch is empty (N = 0)");
+  check_blas_size(N, "N (the batch size)");
+  if (training) {
+    for (const Layer& layer : layers_) {
+      require(!layer.batchnorm || N >= 2,
+              "batch norm in training mode needs at least 2 samples per batch (the variance of "
+              "one sample is zero), got N = " + std::to_string(N));
+    }
+  }
+}
+
+template <typename T>
+void Network<T>::require_targets(const Targets<T>& targets, int64_t N) const {
+  const int64_t C = spec_.widths.back();
+  if (spec_.loss == LossKind::softmax_cross_entropy) {
+    require(targets.labels != nullptr, "softmax_cross_entropy needs int64 class indices");
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t label = targets.labels[n];
+      require(label >= 0 && label < C, "y must hold class indices in [0, " + std::to_string(C) +
+                                           "), got " + std::to_string(label) + " at index " +
+                                           std::to_string(n));
+    }
+  } else {
+    require(targets.values != nullptr,
+            std::string(loss_name(spec_.loss)) + " needs float targets of shape (N, C)");
+  }
+}
+
+template <typename T>
+void Network<T>::reserve(int64_t N) {
+  const int64_t C = spec_.widths.back();
+  const int64_t loss_partials =
+      spec_.loss == LossKind::softmax_cross_entropy ? N : ceil_div(N * C, kLossChunk);
+  if (static_cast<int64_t>(loss_partials_.size()) < loss_partials) {
+    loss_partials_.assign(static_cast<size_t>(loss_partials), 0.0);
+  }
+  if (N <= capacity_) return;
+  // Per row: z for every layer; a, grad_out, grad_h for hidden layers; h, out and grad_z where
+  // needed; the logits' gradient for the output layer.
+  int64_t per_row = 0, mask_per_row = 0;
+  for (const Layer& l : layers_) {
+    per_row += l.out;  // z
+    if (!l.hidden) {
+      per_row += l.out;  // grad_z
+      continue;
+    }
+    per_row += 3 * l.out;  // a, grad_out, grad_h
+    if (l.keep_h) per_row += l.out;
+    if (l.dropout || l.residual) per_row += l.out;  // output
+    if (l.batchnorm) per_row += l.out;              // grad_z
+    if (l.dropout) mask_per_row += l.out;
+  }
+  std::vector<T> work(static_cast<size_t>(N * per_row));
+  std::vector<uint8_t> masks(static_cast<size_t>(N * mask_per_row));
+  T* next = work.data();
+  uint8_t* next_mask = masks.data();
+  const auto take = [&](int64_t width) {
+    T* p = next;
+    next += N * width;
+    return p;
+  };
+  for (Layer& l : layers_) {
+    l.z = take(l.out);
+    if (!l.hidden) {
+      l.grad_z = take(l.out);
+      l.output = l.z;
+      continue;
+    }
+    l.a = take(l.out);
+    l.grad_out = take(l.out);
+    l.grad_h = take(l.out);
+    l.h = l.keep_h ? take(l.out) : nullptr;
+    l.output = l.dropout || l.residual ? take(l.out) : l.a;
+    l.grad_z = l.batchnorm ? take(l.out) : l.grad_h;
+    if (l.dropout) {
+      l.mask = next_mask;
+      next_mask += N * l.out;
+    }
+  }
+  work_.swap(work);
+  mask_work_.swap(masks);
+  capacity_ = N;
+}
+
+// The most items any pass of a step (training or, with `training` false, inference) can share
+// out, counting only passes worth waking a thread for: a team costs its barriers (about a
+// microsecond each) even when one thread does all the work.
+static int64_t parallel_items(int64_t N, int64_t I, int64_t O, bool training) {
+  int64_t most = 1;
+  if (N * O >= 2 * kPassMinTileWork) most = std::max(most, PassGrid(N, O).tiles());
+  most = std::max(most, plan_gemm(N, O, I).blocks);
+  if (training && N * I * O >= 2 * kGemmBlockWork) {
+    most = std::max(most, plan_gemm(I, O, N).blocks + plan_gemm(N, I, O).blocks);
+  }
+  return most;
+}
+
+template <typename T>
+int Network<T>::threads_for_batch(int64_t N) const {
+  const int budget = get_num_threads();
+  if (budget <= 1) return 1;
+  int64_t most = 1;
+  for (const Layer& l : layers_) most = std::max(most, parallel_items(N, l.in, l.out, true));
+  return static_cast<int>(std::min<int64_t>(budget, most));
+}
+
+// ---- training passes (run by every thread of the region) --------------------------------------
+
+template <typename T>
+void Network<T>::training_forward(const T* x, int64_t N) {
+  const int64_t L = static_cast<int64_t>(layers_.size());
+  for (int64_t i = 0; i < L; ++i) {
+    Layer& l = layers_[i];
+    const T* in = i == 0 ? x : layers_[i - 1].output;
+    const T* W = params_.data() + parameter_info_[l.weight].offset;
+    const T* b = params_.data() + parameter_info_[l.bias].offset;
+    const GemmJob<T> job =
+        make_gemm<T>(false, false, N, l.out, l.in, in, W, T(1), l.z, b, nullptr);
+    run_gemms(job, static_cast<const GemmJob<T>*>(nullptr), [] {});
+    if (!l.hidden) continue;
+    const PassGrid grid(N, l.out);
+    const int64_t O = l.out;
+    if (l.batchnorm) {
+      double* within = sum_partials_.data();
+      double* between1 = within + kMaxChunks * O;
+      double* between2 = between1 + kMaxChunks * O;
+      for_tiles(grid, [&](const PassTile& tile) {
+        GRADWATCH_DISPATCH(network_moments_tile<T>, within, between1, between2, l.z, l.z, tile, O);
+      });
+#pragma omp single
+      {
+        // The partials of each feature added in chunk order, then batch norm's coefficients,
+        // as batchnorm_forward computes them (shift = z's first row).
+        const T* gamma = params_.data() + parameter_info_[l.gamma].offset;
+        const T* beta = params_.data() + parameter_info_[l.beta].offset;
+        const double n = static_cast<double>(N);
+        for (int64_t f = 0; f < O; ++f) {
+          double w = within[f], s1 = between1[f], s2 = between2[f];
+          for (int64_t c = 1; c < grid.chunks; ++c) {
+            w += within[c * O + f];
+            s1 += between1[c * O + f];
+            s2 += between2[c * O + f];
+          }
+          const double mean_minus_shift = s1 / n;
+          double variance = (w + (s2 - s1 * mean_minus_shift)) / n;
+          variance = variance < 0 ? 0.0 : variance;  // rounding only; NaN falls through
+          const double inverse = 1 / std::sqrt(variance + spec_.bn_eps);
+          const double a = static_cast<double>(gamma[f]) * inverse;
+          l.mean[f] = static_cast<T>(static_cast<double>(l.z[f]) + mean_minus_shift);
+          l.var[f] = static_cast<T>(variance);
+          l.inv_std[f] = static_cast<T>(inverse);
+          l.scale[f] = static_cast<T>(a);
+          l.offset[f] = static_cast<T>(static_cast<double>(beta[f]) - a * mean_minus_shift);
+        }
+      }
+    }
+    HiddenForwardArgs<T> args{};
+    args.h = l.h;
+    args.a = l.a;
+    args.out = l.output;
+    args.mask = l.mask;
+    args.z = l.z;
+    args.shift = l.batchnorm ? l.z : nullptr;
+    args.scale = l.batchnorm ? l.scale : nullptr;
+    args.offset = l.batchnorm ? l.offset : nullptr;
+    args.residual = l.residual ? in : nullptr;
+    args.O = O;
+    args.kind = l.kind;
+    args.alpha = l.alpha;
+    args.keep_scale = l.keep_scale;
+    args.generate_mask = l.dropout;
+    args.dropout = {spec_.dropout_seed, dropout_step_, static_cast<uint32_t>(i), l.threshold};
+    for_tiles(grid, [&](const PassTile& tile) {
+      GRADWATCH_DISPATCH(network_forward_tile<T>, args, tile);
+    });
+  }
+}
+
+template <typename T>
+void Network<T>::loss_forward(const Targets<T>& targets, int64_t N) {
+#pragma omp single
+  {
+    const Layer& last = layers_.back();
+    const int64_t C = last.out;
+    double* partials = loss_partials_.data();
+    GRADWATCH_DISPATCH(network_loss<T>, last.grad_z, partials, last.z, targets.labels,
+                       targets.values, N, C, spec_.loss);
+    const bool rows = spec_.loss == LossKind::softmax_cross_entropy;
+    const int64_t count = rows ? N : ceil_div(N * C, kLossChunk);
+    double total = 0.0;
+    for (int64_t k = 0; k < count; ++k) total += partials[k];
+    loss_ = total / static_cast<double>(rows ? N : N * C);
+  }
+}
+
+template <typename T>
+void Network<T>::training_backward(const T* x, int64_t N) {
+  const int64_t L = static_cast<int64_t>(layers_.size());
+  for (int64_t i = L - 1; i >= 0; --i) {
+    Layer& l = layers_[i];
+    const int64_t O = l.out;
+    const PassGrid grid(N, O);
+    T* bias_partials = bias_partials_.data();
+    if (!l.hidden) {
+      for_tiles(grid, [&](const PassTile& tile) {
+        GRADWATCH_DISPATCH(network_column_sum_tile<T>, bias_partials, l.grad_z, tile, O);
+      });
+    } else {
+      Layer* below = i > 0 ? &layers_[i - 1] : nullptr;
+      double* sum_dy = sum_partials_.data();
+      double* sum_dy_xhat = sum_dy + kMaxChunks * O;
+      HiddenBackwardArgs<T> args{};
+      args.grad_h = l.grad_h;
+      args.residual_grad = l.residual && below != nullptr ? below->grad_out : nullptr;
+      args.bias_partials = l.batchnorm ? nullptr : bias_partials;
+      args.sum_dy = l.batchnorm ? sum_dy : nullptr;
+      args.sum_dy_xhat = l.batchnorm ? sum_dy_xhat : nullptr;
+      args.grad_out = l.grad_out;
+      args.mask = l.mask;
+      args.a = l.a;
+      args.h = l.keep_h ? l.h : l.z;
+      args.z = l.z;
+      args.mean = l.mean;
+      args.inv_std = l.inv_std;
+      args.O = O;
+      args.kind = l.kind;
+      args.alpha = l.alpha;
+      args.keep_scale = l.keep_scale;
+      args.from_output = l.from_output;
+      for_tiles(grid, [&](const PassTile& tile) {
+        GRADWATCH_DISPATCH(network_backward_tile<T>, args, tile);
+      });
+      if (l.batchnorm) {
+#pragma omp single
+        {
+          const TensorInfo& gamma_info = parameter_info_[l.gamma];
+          const TensorInfo& beta_info = parameter_info_[l.beta];
+          const T* gamma = params_.data() + gamma_info.offset;
+          T* grad_gamma = grads_.data() + gamma_info.offset;
+          T* grad_beta = grads_.data() + beta_info.offset;
+          const double n = static_cast<double>(N);
+          double gamma_sumsq = 0.0, beta_sumsq = 0.0;
+          for (int64_t f = 0; f < O; ++f) {
+            double s_dy = sum_dy[f], s_dy_xhat = sum_dy_xhat[f];
+            for (int64_t c = 1; c < grid.chunks; ++c) {
+              s_dy += sum_dy[c * O + f];
+              s_dy_xhat += sum_dy_xhat[c * O + f];
+            }
+            const double inverse = static_cast<double>(l.inv_std[f]);
+            const double a = static_cast<double>(gamma[f]) * inverse;
+            grad_beta[f] = static_cast<T>(s_dy);
+            grad_gamma[f] = static_cast<T>(s_dy_xhat);
+            l.scale_dy[f] = static_cast<T>(a);
+            l.scale_xc[f] = static_cast<T>(-a * inverse * s_dy_xhat / n);
+            l.grad_offset[f] = static_cast<T>(-a * s_dy / n);
+            const double g = static_cast<double>(grad_gamma[f]);
+            const double bb = static_cast<double>(grad_beta[f]);
+            gamma_sumsq += g * g;
+            beta_sumsq += bb * bb;
+          }
+          grad_sumsq_[l.gamma * kMaxGemmBlocks] = gamma_sumsq;
+          grad_sumsq_[l.beta * kMaxGemmBlocks] = beta_sumsq;
+        }
+        BatchnormGradArgs<T> bn{l.grad_z, bias_partials, l.grad_h, l.z, l.mean,
+                                l.scale_dy, l.scale_xc, l.grad_offset, O};
+        for_tiles(grid, [&](const PassTile& tile) {
+          GRADWATCH_DISPATCH(network_batchnorm_grad_tile<T>, bn, tile);
+        });
+      }
+    }
+    // dW = in^T @ grad_z and dx = grad_z @ W^T (onto the residual gradient, if any), with the
+    // bias gradient (the partials added in chunk order) as one more task.
+    const T* in = i == 0 ? x : layers_[i - 1].output;
+    const TensorInfo& weight = parameter_info_[l.weight];
+    const TensorInfo& bias = parameter_info_[l.bias];
+    const T* W = params_.data() + weight.offset;
+    T* grad_W = grads_.data() + weight.offset;
+    T* grad_b = grads_.data() + bias.offset;
+    double* weight_sumsq = grad_sumsq_.data() + l.weight * kMaxGemmBlocks;
+    double* bias_sumsq = grad_sumsq_.data() + l.bias * kMaxGemmBlocks;
+    const GemmJob<T> dW =
+        make_gemm<T>(true, false, l.in, O, N, in, l.grad_z, T(0), grad_W, nullptr, weight_sumsq);
+    GemmJob<T> dx{};
+    if (i > 0) {
+      const T beta = l.residual ? T(1) : T(0);
+      dx = make_gemm<T>(false, true, N, l.in, O, l.grad_z, W, beta, layers_[i - 1].grad_out,
+                        nullptr, nullptr);
+    }
+    const int64_t chunks = grid.chunks;
+    run_gemms(dW, i > 0 ? &dx : nullptr, [&] {
+      double sumsq = 0.0;
+      for (int64_t f = 0; f < O; ++f) {
+        T sum = bias_partials[f];
+        for (int64_t c = 1; c < chunks; ++c) sum += bias_partials[c * O + f];
+        grad_b[f] = sum;
+        sumsq += static_cast<double>(sum) * static_cast<double>(sum);
+      }
+      *bias_sumsq = sumsq;
+    });
+  }
+}
+
+template <typename T>
+void Network<T>::run_training(const T* x, const Targets<T>& targets, int64_t N,
+                              bool gradients) {
+  reserve(N);
+  // The number of GEMM blocks of a gradient depends on N: clear the sums of the unused ones.
+  std::fill(grad_sumsq_.begin(), grad_sumsq_.end(), 0.0);
+  const int threads = threads_for_batch(N);
+  BlasSingleThreaded single_threaded_blas;
+  run_parallel(threads, [&] {
+    training_forward(x, N);
+    if (targets.labels != nullptr || targets.values != nullptr) loss_forward(targets, N);
+    if (gradients) training_backward(x, N);
+  });
+}
+
+// ---- inference -------------------------------------------------------------------------------
+
+template <typename T>
+void Network<T>::refresh_inference_scales() {
+  for (Layer& l : layers_) {
+    if (!l.batchnorm) continue;
+    const T* gamma = params_.data() + parameter_info_[l.gamma].offset;
+    const T* running_var = buffers_.data() + buffer_info_[l.running_var].offset;
+    for (int64_t f = 0; f < l.out; ++f) {
+      l.inference_scale[f] = static_cast<T>(
+          static_cast<double>(gamma[f]) / std::sqrt(static_cast<double>(running_var[f]) + spec_.bn_eps));
+    }
+  }
+}
+
+template <typename T>
+void Network<T>::inference_chunk(T* logits, const T* x, int64_t rows) {
+  const int64_t L = static_cast<int64_t>(layers_.size());
+  int threads = 1;
+  if (get_num_threads() > 1) {
+    int64_t most = 1;
+    for (const Layer& l : layers_) most = std::max(most, parallel_items(rows, l.in, l.out, false));
+    threads = static_cast<int>(std::min<int64_t>(get_num_threads(), most));
+  }
+  T* buffers[2] = {inference_work_.data(), inference_work_.data() + inference_work_.size() / 2};
+  run_parallel(threads, [&] {
+    for (int64_t i = 0; i < L; ++i) {
+      const Layer& l = layers_[i];
+      const T* in = i == 0 ? x : buffers[(i - 1) & 1];
+      T* out = i == L - 1 ? logits : buffers[i & 1];
+      const T* W = params_.data() + parameter_info_[l.weight].offset;
+      const T* b = params_.data() + parameter_info_[l.bias].offset;
+      const GemmJob<T> job = make_gemm<T>(false, false, rows, l.out, l.in, in, W, T(1), out, b, nullptr);
+      run_gemms(job, static_cast<const GemmJob<T>*>(nullptr), [] {});
+      if (!l.hidden) continue;
+      HiddenForwardArgs<T> args{};
+      args.a = out;
+      args.out = out;
+      args.z = out;
+      if (l.batchnorm) {
+        args.shift = buffers_.data() + buffer_info_[l.running_mean].offset;
+        args.scale = l.inference_scale;
+        args.offset = params_.data() + parameter_info_[l.beta].offset;
+      }
+      args.residual = l.residual ? in : nullptr;
+      args.O = l.out;
+      args.kind = l.kind;
+      args.alpha = l.alpha;
+      args.keep_scale = T(1);
+      for_tiles(PassGrid(rows, l.out), [&](const PassTile& tile) {
+        GRADWATCH_DISPATCH(network_forward_tile<T>, args, tile);
+      });
+    }
+  });
+}
+
+// ---- public calls ----------------------------------------------------------------------------
+
+template <typename T>
+void Network<T>::forward(T* logits, const T* x, int64_t N, bool training) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  require_batch(N, training);
+  const int64_t D = spec_.widths.front(), C = spec_.widths.back();
+  if (training) {
+    run_training(x, Targets<T>{}, N, false);
+    std::copy(layers_.back().z, layers_.back().z + N * C, logits);
+    return;
+  }
+  BlasSingleThreaded single_threaded_blas;
+  for (int64_t r = 0; r < N; r += kInferenceRows) {
+    inference_chunk(logits + r * C, x + r * D, std::min(kInferenceRows, N - r));
+  }
+}
+
+template <typename T>
+double Network<T>::loss_and_gradients(const T* x, const Targets<T>& targets, int64_t N) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  require_batch(N, true);
+  require_targets(targets, N);
+  run_training(x, targets, N, true);
+  return loss_;
+}
+
+template <typename T>
+double Network<T>::loss(const T* x, const Targets<T>& targets, int64_t N) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  require_batch(N, true);
+  require_targets(targets, N);
+  run_training(x, targets, N, false);
+  return loss_;
+}
+
+template <typename T>
+void Network<T>::check_finite(const Targets<T>& targets, int64_t N) const {
+  const int64_t C = spec_.widths.back();
+  if (!std::isfinite(loss_)) {
+    if (targets.values != nullptr) {
+      for (int64_t e = 0; e < N * C; ++e) {
+        require(!std::isnan(targets.values[e]), "y contains NaN at flat index " + std::to_string(e));
+      }
+    }
+    throw NonFiniteError("loss", "value");
+  }
+  // A tensor's sum of squares is finite unless one of its entries is not (or, in double, the
+  // squares overflow: then the entries are searched).
+  const auto tensor_finite = [&](int64_t tensor) {
+    double sum = 0.0;
+    for (int64_t b = 0; b < kMaxGemmBlocks; ++b) sum += grad_sumsq_[tensor * kMaxGemmBlocks + b];
+    if (std::isfinite(sum)) return true;
+    const TensorInfo& info = parameter_info_[tensor];
+    return all_finite(grads_.data() + info.offset, info.size());
+  };
+  for (int64_t i = static_cast<int64_t>(layers_.size()) - 1; i >= 0; --i) {
+    const Layer& l = layers_[i];
+    const std::string index = std::to_string(i);
+    if (l.batchnorm) {
+      if (!tensor_finite(l.gamma)) throw NonFiniteError("bn" + index, "gamma gradient");
+      if (!tensor_finite(l.beta)) throw NonFiniteError("bn" + index, "beta gradient");
+    }
+    if (!tensor_finite(l.bias)) throw NonFiniteError("dense" + index, "bias gradient");
+    if (!tensor_finite(l.weight)) throw NonFiniteError("dense" + index, "weight gradient");
+  }
+  for (int64_t i = 0; i < static_cast<int64_t>(layers_.size()); ++i) {
+    const Layer& l = layers_[i];
+    if (!l.batchnorm) continue;
+    if (!all_finite(l.mean, l.out)) throw NonFiniteError("bn" + std::to_string(i), "batch mean");
+    if (!all_finite(l.var, l.out) || !all_finite(l.inv_std, l.out)) {
+      throw NonFiniteError("bn" + std::to_string(i), "batch variance");
+    }
+  }
+}
+
+template <typename T>
+double Network<T>::gradient_norm() const {
+  double total = 0.0;
+  for (double sum : grad_sumsq_) total += sum;
+  return std::sqrt(total);
+}
+
+template <typename T>
+void Network<T>::update_running_statistics(int64_t N) {
+  const double m = spec_.bn_momentum;
+  const double unbiased = static_cast<double>(N) / static_cast<double>(N - 1);
+  for (Layer& l : layers_) {
+    if (!l.batchnorm) continue;
+    T* running_mean = buffers_.data() + buffer_info_[l.running_mean].offset;
+    T* running_var = buffers_.data() + buffer_info_[l.running_var].offset;
+    for (int64_t f = 0; f < l.out; ++f) {
+      running_mean[f] = static_cast<T>((1 - m) * static_cast<double>(running_mean[f]) +
+                                       m * static_cast<double>(l.mean[f]));
+      running_var[f] = static_cast<T>((1 - m) * static_cast<double>(running_var[f]) +
+                                      m * static_cast<double>(l.var[f]) * unbiased);
+    }
+  }
+}
+
+template <typename T>
+StepResult Network<T>::train_step(const T* x, const Targets<T>& targets, int64_t N,
+                                  Optimizer<T>& optimizer, double clip_norm, double clip_value) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  require_batch(N, true);
+  require_targets(targets, N);
+  require(!std::isnan(clip_norm) && !std::isnan(clip_value), "clipping thresholds must not be NaN");
+  run_training(x, targets, N, true);
+  check_finite(targets, N);
+  const double norm = gradient_norm();
+  double scale = 1.0;
+  if (clip_norm > 0) {
+    if (!std::isfinite(norm)) throw NonFiniteError("all layers", "gradient norm");
+    scale = std::min(1.0, clip_norm / (norm + 1e-6));
+  }
+  optimizer.step(param_ptrs_.data(), grad_ptrs_.data(), param_sizes_.data(), param_roles_.data(),
+                 static_cast<int64_t>(param_ptrs_.size()), static_cast<T>(scale),
+                 static_cast<T>(clip_value > 0 ? clip_value : 0));
+  update_running_statistics(N);
+  refresh_inference_scales();
+  ++dropout_step_;
+  return {loss_, norm};
+}
+
+template <typename T>
+Evaluation Network<T>::evaluate(const T* x, const Targets<T>& targets, int64_t N) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  require_batch(N, false);
+  require_targets(targets, N);
+  const int64_t D = spec_.widths.front(), C = spec_.widths.back();
+  const bool classes = spec_.loss == LossKind::softmax_cross_entropy;
+  std::vector<double>& partials = loss_partials_;
+  const int64_t most_partials = std::max(kInferenceRows, ceil_div(kInferenceRows * C, kLossChunk));
+  if (static_cast<int64_t>(partials.size()) < most_partials) partials.assign(most_partials, 0.0);
+  T* logits = eval_grad_.data();
+  T* grad = logits + kInferenceRows * C;
+  double total = 0.0;
+  int64_t correct = 0;
+  BlasSingleThreaded single_threaded_blas;
+  for (int64_t r = 0; r < N; r += kInferenceRows) {
+    const int64_t rows = std::min(kInferenceRows, N - r);
+    inference_chunk(logits, x + r * D, rows);
+    const int64_t* labels = classes ? targets.labels + r : nullptr;
+    const T* values = classes ? nullptr : targets.values + r * C;
+    GRADWATCH_DISPATCH(network_loss<T>, grad, partials.data(), logits, labels, values, rows, C,
+                       spec_.loss);
+    const int64_t count = classes ? rows : ceil_div(rows * C, kLossChunk);
+    for (int64_t k = 0; k < count; ++k) total += partials[k];
+    if (classes) {
+      for (int64_t n = 0; n < rows; ++n) {
+        const T* row = logits + n * C;
+        const int64_t best = std::max_element(row, row + C) - row;
+        correct += best == labels[n] ? 1 : 0;
+      }
+    } else if (spec_.loss == LossKind::binary_cross_entropy_with_logits) {
+      for (int64_t e = 0; e < rows * C; ++e) {
+        correct += (logits[e] > 0) == (values[e] > T(0.5)) ? 1 : 0;
+      }
+    }
+  }
+  if (!classes && std::isnan(total)) {
+    for (int64_t e = 0; e < N * C; ++e) {
+      require(!std::isnan(targets.values[e]), "y contains NaN at flat index " + std::to_string(e));
+    }
+  }
+  const double count = static_cast<double>(classes ? N : N * C);
+  const int64_t scored = spec_.loss == LossKind::mse ? 0 : (classes ? N : N * C);
+  return {total / count, correct, scored};
+}
+
+template <typename T>
+void Network<T>::dropout_mask(uint8_t* mask, int64_t layer, int64_t N) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  require(layer >= 0 && layer < static_cast<int64_t>(layers_.size()) - 1 && layers_[layer].dropout,
+          "layer " + std::to_string(layer) + " is not a hidden layer with dropout");
+  require(N >= 1, "N must be >= 1");
+  const Layer& l = layers_[layer];
+  const DropoutStream stream{spec_.dropout_seed, dropout_step_, static_cast<uint32_t>(layer),
+                             l.threshold};
+  GRADWATCH_DISPATCH(network_dropout_mask, mask, 0, N * l.out, stream);
+}
+
+template class Network<float>;
+template class Network<double>;
+
+}  // namespace gradwatch
