@@ -15,6 +15,8 @@ from typing import Optional, Union
 import numpy as np
 
 from gradwatch import init as _init
+from gradwatch import io as _io
+from gradwatch import training as _training
 from gradwatch._core_loader import _core
 from gradwatch._validation import choice, positive_scalar, real_scalar, shape_text
 from gradwatch.activations import DEFAULT_ALPHA
@@ -635,6 +637,29 @@ class MLP:
             i: self._core.dropout_mask(i, batch).astype(bool)
             for i, p in enumerate(self.dropout) if p > 0
         }
+
+    # -- the training loop and files ------------------------------------------------------------
+
+    def fit(self, x, y, *, optimizer, epochs, batch_size, schedule=None, validation_data=None,
+            shuffle=True, seed=None, progress=True, callbacks=(), clip_grad_norm=None,
+            clip_grad_value=None, on_nonfinite="raise"):
+        """Train by mini-batch steps and return a :class:`gradwatch.training.History`.
+
+        See :func:`gradwatch.training.fit` for every argument: batches, shuffling, schedule,
+        validation, progress bar, callbacks (a callback stops training by returning True),
+        clipping and ``on_nonfinite="raise" | "skip"``.
+        """
+        return _training.fit(self, x, y, optimizer=optimizer, epochs=epochs,
+                             batch_size=batch_size, schedule=schedule,
+                             validation_data=validation_data, shuffle=shuffle, seed=seed,
+                             progress=progress, callbacks=callbacks,
+                             clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
+                             on_nonfinite=on_nonfinite)
+
+    def save(self, file) -> None:
+        """Write this network to one ``.npz`` file (path or binary file object); read it back
+        with :func:`gradwatch.load`. See :func:`gradwatch.io.save`."""
+        _io.save(self, file)
 
     def __repr__(self) -> str:
         parts = [f"layer_sizes={self.layer_sizes}"]
