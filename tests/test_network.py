@@ -907,3 +907,40 @@ def test_momentum_sgd_steps_match_pytorch(batchnorm):
     for name, value in state.items():
         np.testing.assert_allclose(ours[name], value.detach().numpy(), rtol=1e-4, atol=1e-5,
                                    err_msg=name)
+
+
+# ---- the GIL and allocations ----------------------------------------------------------------
+
+
+def test_calls_release_the_gil():
+    from test_gil import ran_inside_call
+
+    net = gradwatch.MLP([1024, 1024, 1024, 10], seed=0)
+    x, y = batch_for(net, 512)
+    opt = optim.SGD(lr=0.01)
+    calls = {
+        "train_step": lambda: net.train_step(x, y, opt),
+        "loss_and_gradients": lambda: net.loss_and_gradients(x, y),
+        "forward": lambda: net.forward(np.repeat(x, 4, axis=0)),
+        "evaluate": lambda: net.evaluate(np.repeat(x, 4, axis=0), np.repeat(y, 4)),
+    }
+    for name, call in calls.items():
+        call()
+        assert any(ran_inside_call(call) for _ in range(5)), f"{name} held the GIL"
+
+
+def test_training_steps_allocate_no_arrays():
+    import tracemalloc
+
+    net = gradwatch.MLP([32, 64, 64, 10], batchnorm=True, dropout=0.1, seed=0)
+    x, y = batch_for(net, 64)
+    opt = optim.Adam(lr=0.01)
+    net.train_step(x, y, opt)  # the first step allocates the workspace and the optimiser state
+    tracemalloc.start()
+    try:
+        for _ in range(20):
+            net.train_step(x, y, opt)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4096  # a few Python floats and tuples, no array (x alone is 8 KiB)

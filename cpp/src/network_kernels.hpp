@@ -10,6 +10,7 @@
 #endif
 
 #include <cstdint>
+#include <cstring>
 
 #include "activations_kernels.hpp"
 #include "batchnorm_kernels.hpp"
@@ -52,10 +53,13 @@ inline void dropout_mask_range(uint8_t* mask, int64_t e0, int64_t e1, const Drop
   const uint32_t k0 = static_cast<uint32_t>(s.seed), k1 = static_cast<uint32_t>(s.seed >> 32);
   const uint32_t step_low = static_cast<uint32_t>(s.step);
   const uint32_t step_high = static_cast<uint32_t>(s.step >> 32);
+  const uint32_t threshold = s.threshold;
+  const int64_t block_end = (e1 + 3) / 4;
   uint32_t words[4][kMaskBlocks];
-  for (int64_t first = e0 / 4; first * 4 < e1; first += kMaskBlocks) {
+  for (int64_t first = e0 / 4; first < block_end; first += kMaskBlocks) {
+    const int64_t count = block_end - first < kMaskBlocks ? block_end - first : kMaskBlocks;
 #pragma omp simd
-    for (int64_t i = 0; i < kMaskBlocks; ++i) {
+    for (int64_t i = 0; i < count; ++i) {
       uint32_t c0 = static_cast<uint32_t>(first + i), c1 = s.layer, c2 = step_low, c3 = step_high;
       philox_block(c0, c1, c2, c3, k0, k1);
       words[0][i] = c0;
@@ -63,11 +67,17 @@ inline void dropout_mask_range(uint8_t* mask, int64_t e0, int64_t e1, const Drop
       words[2][i] = c2;
       words[3][i] = c3;
     }
-    const int64_t begin = e0 > first * 4 ? e0 : first * 4;
-    const int64_t end = e1 < (first + kMaskBlocks) * 4 ? e1 : (first + kMaskBlocks) * 4;
-    for (int64_t e = begin; e < end; ++e) {
-      const int64_t local = e - first * 4;
-      mask[e] = words[local & 3][local >> 2] >= s.threshold ? 1 : 0;
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t base = (first + i) * 4;
+      const uint8_t keep[4] = {words[0][i] >= threshold, words[1][i] >= threshold,
+                               words[2][i] >= threshold, words[3][i] >= threshold};
+      if (base >= e0 && base + 4 <= e1) {
+        std::memcpy(mask + base, keep, 4);
+      } else {
+        for (int64_t w = 0; w < 4; ++w) {
+          if (base + w >= e0 && base + w < e1) mask[base + w] = keep[w];
+        }
+      }
     }
   }
 }
