@@ -372,7 +372,8 @@ Network<T>::Network(const NetworkSpec& spec) : spec_(spec) {
       }
     }
   }
-  params_.assign(static_cast<size_t>(param_offset), T(0));
+  // The padding is read (never used) by network_small_gemm, whose B is a weight matrix.
+  params_.assign(static_cast<size_t>(param_offset + kSmallGemmPadding), T(0));
   grads_.assign(static_cast<size_t>(param_offset), T(0));
   buffers_.assign(static_cast<size_t>(buffer_offset), T(0));
   for (const Layer& layer : layers_) {
@@ -405,7 +406,7 @@ Network<T>::~Network() = default;
 template <typename T>
 void Network<T>::copy_parameters(T* out) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  std::copy(params_.begin(), params_.end(), out);
+  std::copy(params_.begin(), params_.begin() + parameter_count(), out);
 }
 
 template <typename T>
@@ -442,7 +443,7 @@ void Network<T>::load(const T* params, const T* buffers) {
       }
     }
   }
-  std::copy(params, params + params_.size(), params_.begin());
+  std::copy(params, params + parameter_count(), params_.begin());
   std::copy(buffers, buffers + buffers_.size(), buffers_.begin());
   refresh_inference_scales();
 }

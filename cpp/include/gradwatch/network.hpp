@@ -111,7 +111,7 @@ class Network {
   const NetworkSpec& spec() const { return spec_; }
   const std::vector<TensorInfo>& parameter_info() const { return parameter_info_; }
   const std::vector<TensorInfo>& buffer_info() const { return buffer_info_; }
-  int64_t parameter_count() const { return static_cast<int64_t>(params_.size()); }
+  int64_t parameter_count() const { return static_cast<int64_t>(grads_.size()); }
   int64_t buffer_count() const { return static_cast<int64_t>(buffers_.size()); }
 
   // Copies of every parameter, gradient (of the last gradient computation) and buffer, each in
@@ -184,7 +184,7 @@ class Network {
   NetworkSpec spec_;
   std::vector<Layer> layers_;
   std::vector<TensorInfo> parameter_info_, buffer_info_;
-  std::vector<T> params_, grads_, buffers_;
+  std::vector<T> params_, grads_, buffers_;  // params_ padded for network_small_gemm
   // For Optimizer::step: one entry per parameter tensor.
   std::vector<T*> param_ptrs_;
   std::vector<const T*> grad_ptrs_;
