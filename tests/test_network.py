@@ -285,6 +285,22 @@ def test_large_batches_are_processed_in_chunks(dtype):
     assert_net_close(net.forward(x), expected, dtype)
 
 
+@pytest.mark.simd
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 17, 63, 64, 65, 130])
+def test_few_row_batches_match_reference(width, dtype):
+    # Up to 4 rows the forward GEMMs are gradwatch's own, in column blocks of whole vectors.
+    net = gradwatch.MLP([11, width, width, 3], batchnorm=True, residual=True, dtype=dtype, seed=6)
+    x, y = batch_for(net, 40)
+    net.train_step(x, y, optim.SGD(lr=0.01))
+    for rows in range(1, 6):
+        expected, _ = reference.mlp_forward(state64(net), x[:rows], config_of(net), training=False)
+        assert_net_close(net.forward(x[:rows]), expected, dtype, what=f"{rows} rows")
+    _, loss, grads, _ = reference_step(net, x[:3], y[:3])
+    got_loss, got_grads = net.loss_and_gradients(x[:3], y[:3])
+    assert_net_close(got_loss, loss, dtype, 10.0)
+    assert_gradients_close(got_grads, grads, dtype, 10.0)
+
+
 def test_workspace_grows_and_shrinks(dtype):
     net = gradwatch.MLP([6, 10, 10, 3], batchnorm=True, dropout=0.3, residual=True, dtype=dtype,
                         seed=4)
