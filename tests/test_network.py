@@ -931,14 +931,15 @@ def test_momentum_sgd_steps_match_pytorch(batchnorm):
 def test_calls_release_the_gil():
     from test_gil import ran_inside_call
 
-    net = gradwatch.MLP([1024, 1024, 1024, 10], seed=0)
-    x, y = batch_for(net, 512)
+    net = gradwatch.MLP([512, 1024, 512, 10], seed=0)  # about 20 ms a call
+    x, y = batch_for(net, 256)
+    many_x, many_y = np.repeat(x, 4, axis=0), np.repeat(y, 4)
     opt = optim.SGD(lr=0.01)
     calls = {
         "train_step": lambda: net.train_step(x, y, opt),
         "loss_and_gradients": lambda: net.loss_and_gradients(x, y),
-        "forward": lambda: net.forward(np.repeat(x, 4, axis=0)),
-        "evaluate": lambda: net.evaluate(np.repeat(x, 4, axis=0), np.repeat(y, 4)),
+        "forward": lambda: net.forward(many_x),
+        "evaluate": lambda: net.evaluate(many_x, many_y),
     }
     for name, call in calls.items():
         call()

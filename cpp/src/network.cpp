@@ -49,7 +49,7 @@ constexpr int64_t kPassMinTileWork = 16384;
 // again: on 2 cores 4 blocks beat 8 (784-1024-1024-10, batch 256: 16.6 against 17.4 ms a step)
 // and 2 (18.5 ms), whose halves finish unevenly.
 constexpr int64_t kMaxGemmBlocks = 4;
-constexpr int64_t kGemmBlockWork = int64_t(1) << 16;
+constexpr int64_t kGemmBlockWork = int64_t(1) << 17;
 constexpr int64_t kGemmMinSplit = 16;
 // Rows per inference chunk: memory does not grow with the batch.
 constexpr int64_t kInferenceRows = 256;
