@@ -285,6 +285,22 @@ def test_large_batches_are_processed_in_chunks(dtype):
     assert_net_close(net.forward(x), expected, dtype)
 
 
+@pytest.mark.simd
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 17, 63, 64, 65, 130])
+def test_few_row_batches_match_reference(width, dtype):
+    # Up to 4 rows the forward GEMMs are gradwatch's own, in column blocks of whole vectors.
+    net = gradwatch.MLP([11, width, width, 3], batchnorm=True, residual=True, dtype=dtype, seed=6)
+    x, y = batch_for(net, 40)
+    net.train_step(x, y, optim.SGD(lr=0.01))
+    for rows in range(1, 6):
+        expected, _ = reference.mlp_forward(state64(net), x[:rows], config_of(net), training=False)
+        assert_net_close(net.forward(x[:rows]), expected, dtype, what=f"{rows} rows")
+    _, loss, grads, _ = reference_step(net, x[:3], y[:3])
+    got_loss, got_grads = net.loss_and_gradients(x[:3], y[:3])
+    assert_net_close(got_loss, loss, dtype, 10.0)
+    assert_gradients_close(got_grads, grads, dtype, 10.0)
+
+
 def test_workspace_grows_and_shrinks(dtype):
     net = gradwatch.MLP([6, 10, 10, 3], batchnorm=True, dropout=0.3, residual=True, dtype=dtype,
                         seed=4)
@@ -907,3 +923,41 @@ def test_momentum_sgd_steps_match_pytorch(batchnorm):
     for name, value in state.items():
         np.testing.assert_allclose(ours[name], value.detach().numpy(), rtol=1e-4, atol=1e-5,
                                    err_msg=name)
+
+
+# ---- the GIL and allocations ----------------------------------------------------------------
+
+
+def test_calls_release_the_gil():
+    from test_gil import ran_inside_call
+
+    net = gradwatch.MLP([512, 1024, 512, 10], seed=0)  # about 20 ms a call
+    x, y = batch_for(net, 256)
+    many_x, many_y = np.repeat(x, 4, axis=0), np.repeat(y, 4)
+    opt = optim.SGD(lr=0.01)
+    calls = {
+        "train_step": lambda: net.train_step(x, y, opt),
+        "loss_and_gradients": lambda: net.loss_and_gradients(x, y),
+        "forward": lambda: net.forward(many_x),
+        "evaluate": lambda: net.evaluate(many_x, many_y),
+    }
+    for name, call in calls.items():
+        call()
+        assert any(ran_inside_call(call) for _ in range(5)), f"{name} held the GIL"
+
+
+def test_training_steps_allocate_no_arrays():
+    import tracemalloc
+
+    net = gradwatch.MLP([32, 64, 64, 10], batchnorm=True, dropout=0.1, seed=0)
+    x, y = batch_for(net, 64)
+    opt = optim.Adam(lr=0.01)
+    net.train_step(x, y, opt)  # the first step allocates the workspace and the optimiser state
+    tracemalloc.start()
+    try:
+        for _ in range(20):
+            net.train_step(x, y, opt)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4096  # a few Python floats and tuples, no array (x alone is 8 KiB)

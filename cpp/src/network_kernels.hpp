@@ -10,6 +10,7 @@
 #endif
 
 #include <cstdint>
+#include <cstring>
 
 #include "activations_kernels.hpp"
 #include "batchnorm_kernels.hpp"
@@ -52,10 +53,13 @@ inline void dropout_mask_range(uint8_t* mask, int64_t e0, int64_t e1, const Drop
   const uint32_t k0 = static_cast<uint32_t>(s.seed), k1 = static_cast<uint32_t>(s.seed >> 32);
   const uint32_t step_low = static_cast<uint32_t>(s.step);
   const uint32_t step_high = static_cast<uint32_t>(s.step >> 32);
+  const uint32_t threshold = s.threshold;
+  const int64_t block_end = (e1 + 3) / 4;
   uint32_t words[4][kMaskBlocks];
-  for (int64_t first = e0 / 4; first * 4 < e1; first += kMaskBlocks) {
+  for (int64_t first = e0 / 4; first < block_end; first += kMaskBlocks) {
+    const int64_t count = block_end - first < kMaskBlocks ? block_end - first : kMaskBlocks;
 #pragma omp simd
-    for (int64_t i = 0; i < kMaskBlocks; ++i) {
+    for (int64_t i = 0; i < count; ++i) {
       uint32_t c0 = static_cast<uint32_t>(first + i), c1 = s.layer, c2 = step_low, c3 = step_high;
       philox_block(c0, c1, c2, c3, k0, k1);
       words[0][i] = c0;
@@ -63,11 +67,17 @@ inline void dropout_mask_range(uint8_t* mask, int64_t e0, int64_t e1, const Drop
       words[2][i] = c2;
       words[3][i] = c3;
     }
-    const int64_t begin = e0 > first * 4 ? e0 : first * 4;
-    const int64_t end = e1 < (first + kMaskBlocks) * 4 ? e1 : (first + kMaskBlocks) * 4;
-    for (int64_t e = begin; e < end; ++e) {
-      const int64_t local = e - first * 4;
-      mask[e] = words[local & 3][local >> 2] >= s.threshold ? 1 : 0;
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t base = (first + i) * 4;
+      const uint8_t keep[4] = {words[0][i] >= threshold, words[1][i] >= threshold,
+                               words[2][i] >= threshold, words[3][i] >= threshold};
+      if (base >= e0 && base + 4 <= e1) {
+        std::memcpy(mask + base, keep, 4);
+      } else {
+        for (int64_t w = 0; w < 4; ++w) {
+          if (base + w >= e0 && base + w < e1) mask[base + w] = keep[w];
+        }
+      }
     }
   }
 }
@@ -248,7 +258,9 @@ void network_sum_of_squares(double* sum, const T* a, int64_t rows, int64_t cols,
 // ---- GEMM with few rows ----------------------------------------------------------------------
 // Batch-1 inference is a matrix-vector product, where OpenBLAS's GEMM spends most of its time
 // packing B (784 x 100 in float32: 44 us, against 4 us here). These kernels stream each row of B
-// once for all rows of A, with a block of C in registers.
+// once per block of columns for all rows of A, with the block of C in registers. A block's last
+// vector may be partial: it loads whole vectors of B (up to L - 1 values past the columns in
+// use: the caller pads B's storage) and reads and writes only the valid part of C.
 
 #if defined(__AVX512F__)
 constexpr int64_t kNetVectorBytes = 64;
@@ -265,18 +277,28 @@ struct NetVector {
   typedef T type __attribute__((vector_size(kNetVectorBytes), aligned(sizeof(T)), may_alias));
 };
 
-// C[:, 0:kVectors L] (L = lanes) for kRows rows: C = (accumulate ? C : 0) + A @ B, summing over
-// k in order.
-// C: (kRows, ...) row stride ldc  A: (kRows, K) row stride lda  B: (K, ...) row stride ldb
+// C[:, 0:width] for kRows rows, width in ((kVectors - 1) L, kVectors L] (L = lanes):
+// C = (accumulate ? C : 0) + A @ B, summing over k in order.
+// C: (kRows, width) row stride ldc  A: (kRows, K) row stride lda  B: (K, width) row stride ldb
 template <int kRows, int kVectors, typename T>
-void small_gemm_block(T* C, const T* A, const T* B, int64_t K, int64_t lda, int64_t ldb,
-                      int64_t ldc, bool accumulate) {
+void small_gemm_block(T* C, const T* A, const T* B, int64_t width, int64_t K, int64_t lda,
+                      int64_t ldb, int64_t ldc, bool accumulate) {
   using V = typename NetVector<T>::type;
   constexpr int64_t kLanes = kNetVectorBytes / static_cast<int64_t>(sizeof(T));
+  const int64_t last = width - (kVectors - 1) * kLanes;  // valid lanes of the last vector
   V acc[kRows][kVectors];
   for (int r = 0; r < kRows; ++r) {
     for (int v = 0; v < kVectors; ++v) {
-      acc[r][v] = accumulate ? *reinterpret_cast<const V*>(C + r * ldc + v * kLanes) : V{};
+      const T* c = C + r * ldc + v * kLanes;
+      if (!accumulate) {
+        acc[r][v] = V{};
+      } else if (v < kVectors - 1 || last == kLanes) {
+        acc[r][v] = *reinterpret_cast<const V*>(c);
+      } else {
+        T partial[kLanes] = {};
+        std::memcpy(partial, c, static_cast<size_t>(last) * sizeof(T));
+        acc[r][v] = *reinterpret_cast<const V*>(partial);
+      }
     }
   }
   for (int64_t k = 0; k < K; ++k) {
@@ -289,63 +311,49 @@ void small_gemm_block(T* C, const T* A, const T* B, int64_t K, int64_t lda, int6
     }
   }
   for (int r = 0; r < kRows; ++r) {
-    for (int v = 0; v < kVectors; ++v) *reinterpret_cast<V*>(C + r * ldc + v * kLanes) = acc[r][v];
+    for (int v = 0; v < kVectors; ++v) {
+      T* c = C + r * ldc + v * kLanes;
+      if (v < kVectors - 1 || last == kLanes) {
+        *reinterpret_cast<V*>(c) = acc[r][v];
+      } else {
+        T partial[kLanes];
+        *reinterpret_cast<V*>(partial) = acc[r][v];
+        std::memcpy(c, partial, static_cast<size_t>(last) * sizeof(T));
+      }
+    }
   }
 }
 
-// small_gemm_block with `vectors` (< kVectors) vectors per row, as one block: its accumulators
-// are independent chains, where one block per vector would wait on each addition.
+// small_gemm_block for the last `width` columns, with as many vectors as they need (at most
+// kVectors).
 template <int kRows, int kVectors, typename T>
-void small_gemm_short_block(int vectors, T* C, const T* A, const T* B, int64_t K, int64_t lda,
-                            int64_t ldb, int64_t ldc, bool accumulate) {
-  if constexpr (kVectors > 1) {
-    if (vectors == kVectors - 1) {
-      small_gemm_block<kRows, kVectors - 1>(C, A, B, K, lda, ldb, ldc, accumulate);
-    } else {
-      small_gemm_short_block<kRows, kVectors - 1>(vectors, C, A, B, K, lda, ldb, ldc, accumulate);
-    }
-  }
-}
-
-// The last `width` (< one vector) columns, scalars, all columns in one sweep over k.
-template <int kRows, typename T>
-void small_gemm_tail(T* C, const T* A, const T* B, int64_t width, int64_t K, int64_t lda,
-                     int64_t ldb, int64_t ldc, bool accumulate) {
+void small_gemm_last_block(T* C, const T* A, const T* B, int64_t width, int64_t K, int64_t lda,
+                           int64_t ldb, int64_t ldc, bool accumulate) {
   constexpr int64_t kLanes = kNetVectorBytes / static_cast<int64_t>(sizeof(T));
-  T acc[kRows][kLanes];
-  for (int r = 0; r < kRows; ++r) {
-    for (int64_t c = 0; c < width; ++c) acc[r][c] = accumulate ? C[r * ldc + c] : T(0);
-  }
-  for (int64_t k = 0; k < K; ++k) {
-    const T* b_row = B + k * ldb;
-    for (int r = 0; r < kRows; ++r) {
-      const T a = A[r * lda + k];
-      for (int64_t c = 0; c < width; ++c) acc[r][c] += a * b_row[c];
+  if constexpr (kVectors > 1) {
+    if (width <= (kVectors - 1) * kLanes) {
+      small_gemm_last_block<kRows, kVectors - 1>(C, A, B, width, K, lda, ldb, ldc, accumulate);
+      return;
     }
   }
-  for (int r = 0; r < kRows; ++r) {
-    for (int64_t c = 0; c < width; ++c) C[r * ldc + c] = acc[r][c];
-  }
+  small_gemm_block<kRows, kVectors>(C, A, B, width, K, lda, ldb, ldc, accumulate);
 }
 
-// C = (accumulate ? C : 0) + A @ B for kRows rows and N columns: wide blocks, one shorter block,
-// then the scalar columns; every entry summed over k in order.
+// C = (accumulate ? C : 0) + A @ B for kRows rows and N columns, in blocks of kVectors vectors.
 template <int kRows, typename T>
 void small_gemm_rows(T* C, const T* A, const T* B, int64_t N, int64_t K, int64_t lda,
                      int64_t ldb, int64_t ldc, bool accumulate) {
   constexpr int64_t kLanes = kNetVectorBytes / static_cast<int64_t>(sizeof(T));
   constexpr int kVectors = kSmallGemmAccumulators / kRows > 0 ? kSmallGemmAccumulators / kRows : 1;
+  constexpr int64_t kBlock = kVectors * kLanes;
   int64_t col = 0;
-  for (; col + kVectors * kLanes <= N; col += kVectors * kLanes) {
-    small_gemm_block<kRows, kVectors>(C + col, A, B + col, K, lda, ldb, ldc, accumulate);
+  for (; col + kBlock <= N; col += kBlock) {
+    small_gemm_block<kRows, kVectors>(C + col, A, B + col, kBlock, K, lda, ldb, ldc, accumulate);
   }
-  const int vectors = static_cast<int>((N - col) / kLanes);
-  if (vectors > 0) {
-    small_gemm_short_block<kRows, kVectors>(vectors, C + col, A, B + col, K, lda, ldb, ldc,
-                                            accumulate);
-    col += vectors * kLanes;
+  if (col < N) {
+    small_gemm_last_block<kRows, kVectors>(C + col, A, B + col, N - col, K, lda, ldb, ldc,
+                                           accumulate);
   }
-  if (col < N) small_gemm_tail<kRows>(C + col, A, B + col, N - col, K, lda, ldb, ldc, accumulate);
 }
 
 template <typename T>

@@ -13,6 +13,8 @@ namespace gradwatch {
 
 // GEMMs of at most this many rows (not transposed) use network_small_gemm instead of OpenBLAS.
 constexpr int64_t kSmallGemmRows = 4;
+// Values after the end of B that network_small_gemm may read (one vector of the widest ISA).
+constexpr int64_t kSmallGemmPadding = 16;
 
 struct PassTile {
   int64_t chunk, r0, r1, f0, f1;
@@ -123,6 +125,7 @@ struct BatchnormGradArgs {
   void network_loss(T* grad, double* partials, const T* logits, const int64_t* labels,           \
                     const T* values, int64_t N, int64_t C, LossKind kind);                       \
   /* C = (accumulate ? C : 0) + A @ B for M <= 4 rows (kSmallGemmRows), B streamed once. */    \
+  /* Reads up to kSmallGemmPadding values past B's last row: its storage must have them. */     \
   /* C: (M, N) row stride ldc  A: (M, K) row stride lda  B: (K, N) row stride ldb */             \
   template <typename T>                                                                          \
   void network_small_gemm(T* C, const T* A, const T* B, int64_t M, int64_t N, int64_t K,          \

@@ -14,10 +14,15 @@
 // Buffers (not optimised): bn{i}.running_mean (O), bn{i}.running_var (O).
 //
 // Determinism: every GEMM is split into blocks fixed by its shape alone, each block one
-// single-threaded OpenBLAS call, and every reduction over the batch runs over row chunks fixed by
-// N alone, added in chunk order; so results are bitwise the same for any thread count.
+// single-threaded OpenBLAS call (or, for at most 4 rows, gradwatch's own kernel), and every
+// reduction over the batch runs over row chunks fixed by N alone, added in chunk order; so results
+// are bitwise the same for any thread count (on one machine and SIMD level). OpenBLAS is set to
+// one thread while a call runs and back afterwards.
 // Allocation: the workspace grows to the largest batch seen; later calls with the same or smaller
-// batches allocate nothing (the optimiser allocates its state on its first step).
+// batches allocate nothing (the optimiser allocates its state on its first step). Inference runs
+// in chunks of 256 rows, so its memory does not grow with N.
+// Threads: the calls of one Network are serialised by a mutex; all of them may run without the
+// GIL.
 #pragma once
 
 #include <cstdint>
@@ -111,7 +116,7 @@ class Network {
   const NetworkSpec& spec() const { return spec_; }
   const std::vector<TensorInfo>& parameter_info() const { return parameter_info_; }
   const std::vector<TensorInfo>& buffer_info() const { return buffer_info_; }
-  int64_t parameter_count() const { return static_cast<int64_t>(params_.size()); }
+  int64_t parameter_count() const { return static_cast<int64_t>(grads_.size()); }
   int64_t buffer_count() const { return static_cast<int64_t>(buffers_.size()); }
 
   // Copies of every parameter, gradient (of the last gradient computation) and buffer, each in
@@ -184,7 +189,7 @@ class Network {
   NetworkSpec spec_;
   std::vector<Layer> layers_;
   std::vector<TensorInfo> parameter_info_, buffer_info_;
-  std::vector<T> params_, grads_, buffers_;
+  std::vector<T> params_, grads_, buffers_;  // params_ padded for network_small_gemm
   // For Optimizer::step: one entry per parameter tensor.
   std::vector<T*> param_ptrs_;
   std::vector<const T*> grad_ptrs_;
