@@ -961,3 +961,28 @@ def test_training_steps_allocate_no_arrays():
     finally:
         tracemalloc.stop()
     assert peak < 4096  # a few Python floats and tuples, no array (x alone is 8 KiB)
+
+
+def test_core_rechecks_its_arguments():
+    # gradwatch/network.py validates first; the compiled class must not trust it.
+    net = gradwatch.MLP([3, 4, 2], seed=0)
+    core = net._core
+    x = np.zeros((5, 3), np.float32)
+    with pytest.raises(TypeError, match="x must be a C-contiguous float32 array"):
+        core.forward(x.astype(np.float64), False)
+    with pytest.raises(TypeError, match="x must be a C-contiguous float32 array"):
+        core.forward(np.asfortranarray(np.zeros((5, 3), np.float32)), False)
+    with pytest.raises(ValueError, match="x: dimension 1 must be 3, got 4"):
+        core.forward(np.zeros((5, 4), np.float32), False)
+    with pytest.raises(ValueError, match="y: dimension 0 must be 5, got 4"):
+        core.loss_and_gradients(x, np.zeros(4, np.int64))
+    with pytest.raises(TypeError, match="y must be a C-contiguous float32 array"):
+        core.loss(x, np.zeros(5, np.int32))
+    with pytest.raises(ValueError, match="softmax_cross_entropy needs int64 class indices"):
+        core.loss(x, np.zeros((5, 2), np.float32))
+    with pytest.raises(ValueError, match="is not a hidden layer with dropout"):
+        core.dropout_mask(0, 5)
+    with pytest.raises(ValueError, match="parameter index 99 is out of range"):
+        core.exchange_parameter(99, 0.0)
+    with pytest.raises(ValueError, match=re.escape("params: expected 4 arrays, got 1")):
+        core.load([np.zeros(3, np.float32)], [])

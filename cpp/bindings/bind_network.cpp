@@ -50,7 +50,19 @@ static NetworkSpec make_spec(const std::vector<int64_t>& widths,
   return spec;
 }
 
-// x: (N, D); returns N.
+// The array `h` as Array<T>, neither copied nor converted (gradwatch/network.py has done that).
+// The hot calls take py::handle rather than Array<T>: pybind11's caster for Array<T> creates an
+// empty placeholder array on every call, a quarter of the cost of a batch-1 forward.
+template <typename T>
+static Array<T> borrow(py::handle h, const char* name) {
+  if (!Array<T>::check_(h)) {
+    throw py::type_error(std::string(name) + " must be a C-contiguous " +
+                         py::str(py::dtype::of<T>()).cast<std::string>() + " array");
+  }
+  return py::reinterpret_borrow<Array<T>>(h);
+}
+
+// x: (N, D); returns N. x stays alive with the caller's reference while the call runs.
 template <typename T>
 static int64_t batch_of(const Network<T>& net, const Array<T>& x) {
   require_ndim(x, 2, "x");
@@ -58,24 +70,22 @@ static int64_t batch_of(const Network<T>& net, const Array<T>& x) {
   return x.shape(0);
 }
 
-// labels: (N)
+// y: int64 class indices (N) or targets (N, C) of the network's dtype.
 template <typename T>
-static Targets<T> label_targets(const Array<int64_t>& labels, int64_t N) {
-  require_ndim(labels, 1, "y");
-  require_dim(labels, 0, N, "y");
+static Targets<T> targets_of(const Network<T>& net, py::handle y, int64_t N) {
   Targets<T> targets;
-  targets.labels = labels.data();
-  return targets;
-}
-
-// values: (N, C)
-template <typename T>
-static Targets<T> value_targets(const Network<T>& net, const Array<T>& values, int64_t N) {
-  require_ndim(values, 2, "y");
-  require_dim(values, 0, N, "y");
-  require_dim(values, 1, net.spec().widths.back(), "y");
-  Targets<T> targets;
-  targets.values = values.data();
+  if (Array<int64_t>::check_(y)) {
+    const auto labels = py::reinterpret_borrow<Array<int64_t>>(y);
+    require_ndim(labels, 1, "y");
+    require_dim(labels, 0, N, "y");
+    targets.labels = labels.data();
+  } else {
+    const Array<T> values = borrow<T>(y, "y");
+    require_ndim(values, 2, "y");
+    require_dim(values, 0, N, "y");
+    require_dim(values, 1, net.spec().widths.back(), "y");
+    targets.values = values.data();
+  }
   return targets;
 }
 
@@ -208,7 +218,8 @@ static void register_dtype(py::module_& m, const char* name) {
            py::arg("params"), py::arg("buffers"))
       .def("exchange_parameter", &Net::exchange_parameter, py::arg("index"), py::arg("value"))
       .def("forward",
-           [](Net& net, const Array<T>& x, bool training) {
+           [](Net& net, py::handle x_handle, bool training) {
+             const Array<T> x = borrow<T>(x_handle, "x");
              const int64_t N = batch_of(net, x);
              Array<T> logits = empty_array<T>({static_cast<py::ssize_t>(N),
                                                static_cast<py::ssize_t>(net.spec().widths.back())});
@@ -220,60 +231,38 @@ static void register_dtype(py::module_& m, const char* name) {
              }
              return logits;
            },
-           py::arg("x").noconvert(), py::arg("training"))
+           py::arg("x"), py::arg("training"))
       .def("loss_and_gradients",
-           [](Net& net, const Array<T>& x, const Array<int64_t>& y) {
+           [](Net& net, py::handle x_handle, py::handle y) {
+             const Array<T> x = borrow<T>(x_handle, "x");
              const int64_t N = batch_of(net, x);
-             return loss_and_gradients(net, x, label_targets<T>(y, N), N);
+             return loss_and_gradients(net, x, targets_of(net, y, N), N);
            },
-           py::arg("x").noconvert(), py::arg("y").noconvert())
-      .def("loss_and_gradients",
-           [](Net& net, const Array<T>& x, const Array<T>& y) {
-             const int64_t N = batch_of(net, x);
-             return loss_and_gradients(net, x, value_targets(net, y, N), N);
-           },
-           py::arg("x").noconvert(), py::arg("y").noconvert())
+           py::arg("x"), py::arg("y"))
       .def("loss",
-           [](Net& net, const Array<T>& x, const Array<int64_t>& y) {
+           [](Net& net, py::handle x_handle, py::handle y) {
+             const Array<T> x = borrow<T>(x_handle, "x");
              const int64_t N = batch_of(net, x);
-             return loss(net, x, label_targets<T>(y, N), N);
+             return loss(net, x, targets_of(net, y, N), N);
            },
-           py::arg("x").noconvert(), py::arg("y").noconvert())
-      .def("loss",
-           [](Net& net, const Array<T>& x, const Array<T>& y) {
-             const int64_t N = batch_of(net, x);
-             return loss(net, x, value_targets(net, y, N), N);
-           },
-           py::arg("x").noconvert(), py::arg("y").noconvert())
+           py::arg("x"), py::arg("y"))
       .def("train_step",
-           [](Net& net, const Array<T>& x, const Array<int64_t>& y, Optimizer<T>& optimizer,
+           [](Net& net, py::handle x_handle, py::handle y, Optimizer<T>& optimizer,
               double clip_norm, double clip_value) {
+             const Array<T> x = borrow<T>(x_handle, "x");
              const int64_t N = batch_of(net, x);
-             return train_step(net, x, label_targets<T>(y, N), N, optimizer, clip_norm, clip_value);
-           },
-           py::arg("x").noconvert(), py::arg("y").noconvert(), py::arg("optimizer"),
-           py::arg("clip_norm"), py::arg("clip_value"))
-      .def("train_step",
-           [](Net& net, const Array<T>& x, const Array<T>& y, Optimizer<T>& optimizer,
-              double clip_norm, double clip_value) {
-             const int64_t N = batch_of(net, x);
-             return train_step(net, x, value_targets(net, y, N), N, optimizer, clip_norm,
+             return train_step(net, x, targets_of(net, y, N), N, optimizer, clip_norm,
                                clip_value);
            },
-           py::arg("x").noconvert(), py::arg("y").noconvert(), py::arg("optimizer"),
-           py::arg("clip_norm"), py::arg("clip_value"))
+           py::arg("x"), py::arg("y"), py::arg("optimizer"), py::arg("clip_norm"),
+           py::arg("clip_value"))
       .def("evaluate",
-           [](Net& net, const Array<T>& x, const Array<int64_t>& y) {
+           [](Net& net, py::handle x_handle, py::handle y) {
+             const Array<T> x = borrow<T>(x_handle, "x");
              const int64_t N = batch_of(net, x);
-             return evaluate(net, x, label_targets<T>(y, N), N);
+             return evaluate(net, x, targets_of(net, y, N), N);
            },
-           py::arg("x").noconvert(), py::arg("y").noconvert())
-      .def("evaluate",
-           [](Net& net, const Array<T>& x, const Array<T>& y) {
-             const int64_t N = batch_of(net, x);
-             return evaluate(net, x, value_targets(net, y, N), N);
-           },
-           py::arg("x").noconvert(), py::arg("y").noconvert())
+           py::arg("x"), py::arg("y"))
       .def("dropout_mask",
            [](const Net& net, int64_t layer, int64_t N) {
              if (layer < 0 || layer + 1 >= static_cast<int64_t>(net.spec().widths.size()) - 1) {
