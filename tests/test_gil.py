@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+import gradwatch
 from gradwatch import init, ops, optim
 
 ROWS, COLS = 4096, 1024
@@ -30,6 +31,9 @@ X, GRAD, GAMMA, BETA, LABELS, W = _arrays()
 MEAN, VAR = X.mean(0), X.var(0)
 PARAMS = {"dense0.weight": X.copy()}
 ADAM = optim.Adam(lr=1e-3)
+NET = gradwatch.MLP([COLS, COLS, COLS, 10], batchnorm=True, dtype="float64", seed=0)
+NET_X, NET_Y = X[:1024], LABELS[:1024] % 10
+NET_SGD = optim.SGD(lr=1e-3, momentum=0.9)
 
 CALLS = {
     "activation_forward": lambda: ops.activation_forward(X, "gelu"),
@@ -48,6 +52,10 @@ CALLS = {
     "mse": lambda: ops.mse(X, GRAD),
     "optim.Adam.step": lambda: ADAM.step(PARAMS, {"dense0.weight": GRAD}),
     "init.weights": lambda: init.weights(1024, 1024, "orthogonal", seed=0),
+    "MLP.forward": lambda: NET.forward(NET_X),
+    "MLP.loss_and_gradients": lambda: NET.loss_and_gradients(NET_X, NET_Y),
+    "MLP.train_step": lambda: NET.train_step(NET_X, NET_Y, NET_SGD, clip_grad_norm=1e3),
+    "MLP.evaluate": lambda: NET.evaluate(NET_X, NET_Y),
 }
 
 
