@@ -391,16 +391,30 @@ def _solve_correlation(q: float, kind: str, alpha: float, sigma_w: float, sigma_
         return _correlation_step(c, q, q, kind, alpha, sigma_w, sigma_b) - c
 
     low, high = 0.0, 1.0 - 1e-9
-    if excess(low) <= 0.0:
+    f_low = excess(low)
+    if f_low <= 0.0:
         c_star = 0.0
     else:
-        for _ in range(60):
-            middle = 0.5 * (low + high)
-            if excess(middle) > 0.0:
-                low = middle
+        # Regula falsi with the Illinois modification (superlinear; each step costs a 2-D
+        # quadrature, so bisection's 40 steps would be slow).
+        f_high = excess(high)
+        side = 0
+        c_star = high
+        for _ in range(100):
+            c_star = (low * f_high - high * f_low) / (f_high - f_low)
+            value = excess(c_star)
+            if value > 0.0:
+                low, f_low = c_star, value
+                if side == 1:
+                    f_high *= 0.5
+                side = 1
             else:
-                high = middle
-        c_star = 0.5 * (low + high)
+                high, f_high = c_star, value
+                if side == -1:
+                    f_low *= 0.5
+                side = -1
+            if high - low < 1e-14 or value == 0.0:
+                break
     return c_star, sigma_w**2 * _pair_expectation(c_star, q, dphi, dphi)
 
 
@@ -964,7 +978,7 @@ def _sphere_moments(B: int, kind: str, alpha: float) -> tuple:
             f1, f2 = _phi(x1, kind, alpha), _phi(x2, kind, alpha)
             values = (d1 * d1, (d1 * x1) ** 2, d1 * d2, d1 * x1 * d2 * x2, f1 * f1, f1 * f2)
             sums += [half * float(_ANGLE_W @ v @ radial_weights) for v in values]
-    return tuple(sums / (2.0 * math.pi))
+    return tuple(float(value) for value in sums / (2.0 * math.pi))
 
 
 __all__ = [
