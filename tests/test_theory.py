@@ -140,6 +140,23 @@ def test_smooth_activations_agree_with_gauss_hermite(kind, numpy_phi):
         assert theory.length_map(q, kind, 1.0, 0.0) == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("q", [100.0, 1e4])
+def test_large_q_is_resolved(q):
+    # E[tanh'(sqrt(q) z)^2]: tanh' has width 1 / sqrt(q) in z; compare with a fine composite
+    # Gauss-Legendre rule (400 panels of 16 nodes on [0, 12], graded near 0) with numpy's tanh.
+    t, w = np.polynomial.legendre.leggauss(16)
+    edges = np.concatenate([np.linspace(0, 20 / math.sqrt(q), 301)[:-1], np.linspace(
+        20 / math.sqrt(q), 12, 101)])
+    z = np.concatenate([(b - a) / 2 * (t + 1) + a for a, b in zip(edges[:-1], edges[1:])])
+    weights = np.concatenate([(b - a) / 2 * w for a, b in zip(edges[:-1], edges[1:])])
+    weights = 2 * weights * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+    expected = float(weights @ (1 - np.tanh(math.sqrt(q) * z) ** 2) ** 2)
+    assert theory.chi_1(q, "tanh") == pytest.approx(expected, rel=1e-12)
+    # The two-dimensional rule at c = 1 reduces to the same expectation.
+    point_slope = theory.correlation_map(1.0, q, "tanh")
+    assert point_slope == pytest.approx(1.0, rel=1e-12)
+
+
 def test_relu_critical_point():
     point = theory.fixed_point("relu", sigma_w=SQRT2, sigma_b=0.0, q_start=3.0)
     assert point.chi_1 == pytest.approx(1.0, abs=1e-13)
@@ -194,7 +211,7 @@ def test_tanh_chaotic_phase():
     # Odd phi and sigma_b = 0: c* = 0, where the slope factorises into sigma_w^2 E[phi']^2.
     point = theory.fixed_point("tanh", 2.5, 0.0)
     assert point.phase == "chaotic" and point.chi_1 > 1
-    assert point.c_star == 0.0
+    assert point.c_star == pytest.approx(0.0, abs=1e-15)
     mean_slope = legendre_expectation(lambda z: 1 - np.tanh(math.sqrt(point.q_star) * z) ** 2)
     assert point.chi_c == pytest.approx(6.25 * mean_slope**2, rel=1e-9)
     # With a bias c* is inside (0, 1) and a fixed point of the correlation map.
