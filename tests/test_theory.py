@@ -179,6 +179,9 @@ def test_relu_off_criticality():
     assert exploding.gradient_depth_scale < 0
     assert math.isnan(exploding.c_star)
     assert "no finite fixed point" in exploding.note
+    # sigma_b = 0 and chi_1 < 1: the pre-activations shrink to 0; chi_1 is the q -> 0 limit.
+    shrinking = theory.fixed_point("relu", sigma_w=1.0)
+    assert shrinking.q_star == 0.0 and shrinking.chi_1 == pytest.approx(0.5, rel=1e-13)
     # chi_1 = 1 with a bias: q grows linearly, no finite fixed point.
     assert theory.fixed_point("relu", sigma_w=SQRT2, sigma_b=0.1).q_star == math.inf
 

@@ -71,6 +71,7 @@ _ANGLE_NODES = 16
 _INFINITE_Q = 1e150  # a length-map iterate beyond this: no finite fixed point
 _TINY_Q = 1e-14  # below this the sign of L(q) - q is lost in rounding: q* is reported as 0
 _CRITICAL_TOLERANCE = 1e-9  # |chi_1 - 1| below this is "critical"
+_ANGLE_T, _ANGLE_W = leggauss(_ANGLE_NODES)
 
 
 @functools.lru_cache(maxsize=64)
@@ -87,9 +88,6 @@ def _line_rule(halvings: int) -> tuple[np.ndarray, np.ndarray]:
     z = np.concatenate(nodes)
     density = np.concatenate(weights) * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
     return np.concatenate([-z[::-1], z]), np.concatenate([density[::-1], density])
-
-
-_ANGLE_T, _ANGLE_W = leggauss(_ANGLE_NODES)
 
 
 def _rule(q: float) -> tuple[np.ndarray, np.ndarray]:
@@ -115,15 +113,11 @@ def _activation(activation: object, alpha: object) -> tuple[str, float]:
 
 
 def _phi(x: np.ndarray, kind: str, alpha: float) -> np.ndarray:
-    return activation_forward(x, kind, alpha=alpha) if kind in DEFAULT_ALPHA else (
-        activation_forward(x, kind)
-    )
+    return activation_forward(x, kind, alpha=alpha if kind in DEFAULT_ALPHA else None)
 
 
 def _dphi(x: np.ndarray, kind: str, alpha: float) -> np.ndarray:
-    return activation_derivative(x, kind, alpha=alpha) if kind in DEFAULT_ALPHA else (
-        activation_derivative(x, kind)
-    )
+    return activation_derivative(x, kind, alpha=alpha if kind in DEFAULT_ALPHA else None)
 
 
 def _non_negative(name: str, value: object) -> float:
@@ -390,8 +384,10 @@ def _solve_length(q_start: float, kind: str, alpha: float, sigma_w: float, sigma
         q = q + excess(q)
         if q > _INFINITE_Q:
             return math.inf
+    if q < _TINY_Q and sigma_b == 0.0:
+        return 0.0
     step = excess(q)
-    if abs(step) <= 1e-13 * max(q, _TINY_Q):
+    if abs(step) <= 1e-13 * q:
         return q
     # The bracket grows until the excess is clearly of the other sign: at large q rounding in
     # L(q) is about 1e-16 q, which for relu at chi_1 = 1 with a small bias can outweigh
@@ -516,7 +512,8 @@ def fixed_point(
     sigma_b = _non_negative("sigma_b", sigma_b)
     q_start = _validation.positive_scalar("q_start", q_start)
     q_star = _solve_length(q_start, kind, alpha_value, sigma_w, sigma_b)
-    q_eval = 1e16 if math.isinf(q_star) else q_star
+    # At q* = inf or 0, chi_1 is the limit q -> inf or q -> 0+ (relu' at exactly 0 is 0).
+    q_eval = 1e16 if math.isinf(q_star) else max(q_star, 1e-300)
     chi = sigma_w**2 * _derivative_moment(q_eval, kind, alpha_value)
     if abs(chi - 1.0) < _CRITICAL_TOLERANCE:
         phase = "critical"
@@ -530,7 +527,7 @@ def fixed_point(
             "no finite fixed point: q grows without bound layer after layer; chi_1 is its "
             "limit as q -> inf"
             if math.isinf(q_star)
-            else "the pre-activations shrink to 0 (q* = 0); chi_1 = sigma_w^2 phi'(0)^2"
+            else "the pre-activations shrink to 0 (q* = 0); chi_1 is its limit as q -> 0"
         )
     else:
         c_star, chi_c = _solve_correlation(q_star, kind, alpha_value, sigma_w, sigma_b, chi)
@@ -755,8 +752,14 @@ def for_network(
     Hidden layers with dropout ``p`` are predicted in training mode (as in ``train_step``):
     inverted dropout multiplies the next layer's input second moment and this layer's ``chi``
     by ``1 / (1 - p)``. Hidden layers with batch norm (``gamma = 1``, ``beta = 0``) have
-    ``q = 1`` and ``chi = batchnorm_gradient_growth(batch_size, activation)``; the next layer
-    sees ``E[phi(z)^2]``, z ~ N(0, 1).
+    ``q = 1`` and ``chi = batchnorm_gradient_growth(batch_size, activation)``, except the first:
+    its ``chi`` scales as the inverse of the inputs' batch variance (the unbiased variance over
+    the batch, averaged over the input coordinates: from ``x``, else ``q_input``, as for inputs
+    of zero mean), so it is ``lambda * v_sphere / v_input`` with ``v_sphere`` the batch variance
+    of a batch-norm layer's activations. The output layer after batch norm sees
+    ``E[phi(z)^2]``, z ~ N(0, 1) (the batch-norm output's marginal for large B). The theory
+    assumes inputs whose batch Gram matrix is permutation-symmetric (e.g. independent random
+    inputs); for structured data the first layer's prediction is approximate.
 
     Parameters
     ----------
