@@ -1,6 +1,6 @@
 """gradwatch: fast CPU training of deep fully-connected networks, with the gradient flow visible."""
 
-from gradwatch import init, ops, optim, schedules, training
+from gradwatch import init, ops, optim, schedules, theory, training
 from gradwatch.errors import NonFiniteError
 from gradwatch.gradcheck import gradcheck
 from gradwatch.io import load
@@ -25,6 +25,7 @@ __all__ = [
     "schedules",
     "set_num_threads",
     "sklearn",
+    "theory",
     "training",
     "__version__",
 ]
