@@ -333,7 +333,8 @@ def _download(folder: Path, kind: str, stem: str, mirrors, progress: bool) -> Pa
                 os.unlink(temporary)
     raise DownloadError(
         f"{_title(kind)} file {name} is missing from {folder} and could not be downloaded "
-        f"({'; '.join(failures) or 'no mirrors given'}). Offline, {_where_hint(kind)}"
+        f"({'; '.join(failures) or 'no mirrors given'}). Without network access, "
+        f"{_where_hint(kind)}"
     )
 
 
@@ -462,9 +463,17 @@ def load_mnist(kind: str = "mnist", data_dir=None, *, download: bool = True,
             "allow download=True"
         )
     if missing:
+        created = [parent for parent in (folder, *folder.parents) if not parent.exists()]
         folder.mkdir(parents=True, exist_ok=True)
-        for stem in missing:
-            paths[stem] = _download(folder, kind, stem, list(mirrors), progress)
+        try:
+            for stem in missing:
+                paths[stem] = _download(folder, kind, stem, list(mirrors), progress)
+        except DownloadError:
+            for directory in created:  # deepest first; only the empty folders made here
+                if any(directory.iterdir()):
+                    break
+                directory.rmdir()
+            raise
 
     arrays = [_parse_idx(_verify(path, kind, stem), str(path)) for stem, path in paths.items()]
     # The checksums fix the shapes: images (N, 28, 28) uint8, labels (N,) uint8.

@@ -8,12 +8,14 @@ functions and :func:`run` calls one by name (``python -m gradwatch experiment NA
 from __future__ import annotations
 
 from gradwatch._validation import choice
+from gradwatch.experiments.batchnorm import BatchnormComparison, batchnorm_comparison
 from gradwatch.experiments.base import ExperimentResult, load_data
 from gradwatch.experiments.histograms import ActivationHistograms, activation_histograms
 from gradwatch.experiments.weight_init import WeightInitComparison, weight_init_comparison
 
 EXPERIMENTS = {
     "activation_histograms": activation_histograms,
+    "batchnorm_comparison": batchnorm_comparison,
     "weight_init_comparison": weight_init_comparison,
 }
 """Experiment name -> function (keyword arguments only, returning an ExperimentResult)."""
@@ -33,9 +35,11 @@ def run(name: str, **kwargs) -> ExperimentResult:
 __all__ = [
     "EXPERIMENTS",
     "ActivationHistograms",
+    "BatchnormComparison",
     "ExperimentResult",
     "WeightInitComparison",
     "activation_histograms",
+    "batchnorm_comparison",
     "load_data",
     "run",
     "weight_init_comparison",
