@@ -58,8 +58,9 @@ class ExperimentResult(abc.ABC):
         figure_class = _figure_class()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # A bare Figure (no pyplot): no global state, no GUI backend, safe in any thread.
-        figure = figure_class(figsize=(12, 8), layout="constrained")
+        # A bare Figure (no pyplot): no global state, no GUI backend, safe in any thread. No
+        # layout engine: with dozens of axes, constrained layout costs seconds.
+        figure = figure_class(figsize=(12, 8))
         self._draw(figure)
         figure.savefig(path, dpi=100)
         return path

@@ -115,7 +115,8 @@ class BatchnormComparison(ExperimentResult):
         columns = math.ceil(math.sqrt(count))
         rows = math.ceil(count / columns)
         figure.set_size_inches(3.0 * columns, 2.4 * rows)
-        axes = np.atleast_1d(figure.subplots(rows, columns, sharex=True, sharey=True)).ravel()
+        axes = figure.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
+        figure.subplots_adjust(left=0.07, right=0.98, bottom=0.08, top=0.9, hspace=0.35)
         epochs = np.arange(1, self.epochs + 1)
         for s, scale in enumerate(self.weight_scales):
             axis = axes[s]

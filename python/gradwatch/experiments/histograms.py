@@ -101,6 +101,7 @@ class ActivationHistograms(ExperimentResult):
 
     def _findings(self) -> list[str]:
         found = []
+        layers = self.std.shape[1]
         for c, label in enumerate(self.labels):
             last_mean, last_std = self.mean[c, -1], self.std[c, -1]
             if label == "sigmoid, std 1":
@@ -111,26 +112,27 @@ class ActivationHistograms(ExperimentResult):
                 found.append(
                     f"- {label}: outputs collapse to {last_mean:.3f} +- {last_std:.1e}: every unit "
                     "says the same, so the layer is as expressive as one unit.")
-            elif self.activation[c] == "relu" and label.endswith("std 0.01"):
+            elif label == "relu, std 0.01" and layers > 1:
+                per_layer = (last_std / self.std[c, 0]) ** (1 / (layers - 1))
                 found.append(
-                    f"- {label}: the spread shrinks by x{self.std[c, 1] / self.std[c, 0]:.2g} per "
-                    f"layer, to {last_std:.1e} at layer {self.std.shape[1]}: the signal vanishes.")
+                    f"- {label}: the spread shrinks by x{per_layer:.2g} per layer, to "
+                    f"{last_std:.1e} at layer {layers}: the signal vanishes.")
             elif label == "relu, He":
                 found.append(
                     f"- {label}: the spread stays put ({self.std[c, 0]:.2f} at layer 1, "
-                    f"{last_std:.2f} at layer {self.std.shape[1]}): He keeps ReLU's signal alive.")
+                    f"{last_std:.2f} at layer {layers}): He keeps ReLU's signal alive.")
         return found
 
     def _draw(self, figure) -> None:
         configs, layers, _ = self.counts.shape
         figure.set_size_inches(2.4 * layers, 1.9 * configs)
-        axes = figure.subplots(configs, layers, sharex=True)
-        centres = (self.bin_edges[:-1] + self.bin_edges[1:]) / 2
-        widths = np.diff(self.bin_edges)
+        axes = figure.subplots(configs, layers, sharex=True, squeeze=False)
+        figure.subplots_adjust(left=0.08, right=0.98, bottom=0.04, top=0.93, hspace=0.25,
+                               wspace=0.3)
         for c in range(configs):
             for layer in range(layers):
                 axis = axes[c, layer]
-                axis.bar(centres, self.counts[c, layer], width=widths, color=f"C{c}")
+                axis.stairs(self.counts[c, layer], self.bin_edges, fill=True, color=f"C{c}")
                 axis.tick_params(labelsize=7)
                 if c == 0:
                     axis.set_title(f"layer {layer + 1}", fontsize=9)

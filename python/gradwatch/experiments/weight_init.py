@@ -111,6 +111,7 @@ class WeightInitComparison(ExperimentResult):
 
     def _draw(self, figure) -> None:
         axis = figure.subplots()
+        figure.subplots_adjust(left=0.07, right=0.98, bottom=0.08, top=0.94)
         steps = np.arange(self.iterations)
         window = max(1, min(50, self.iterations // 10))
         for i, label in enumerate(self.labels):
