@@ -3,6 +3,13 @@
 Every experiment is a function returning an :class:`ExperimentResult` (its data as NumPy
 arrays, ``summary()``, ``plot(path)``, ``to_dict()``); :data:`EXPERIMENTS` maps names to the
 functions and :func:`run` calls one by name (``python -m gradwatch experiment NAME``).
+
+Adding one: a module here with a dataclass subclass of :class:`ExperimentResult` (set ``name``,
+write ``summary()`` and ``_draw(figure)``; ``plot`` and ``to_dict`` come with the base) and a
+function taking keyword arguments and returning it, entered in :data:`EXPERIMENTS`. The command
+line passes ``data``, ``data_dir``, ``seed`` and ``progress`` to the functions whose signature
+has them (and refuses ``--data`` / ``--data-dir`` for the others); :func:`load_data` turns
+``data``/``data_dir`` into arrays.
 """
 
 from __future__ import annotations
