@@ -360,3 +360,13 @@ def test_cli_help_in_a_subprocess():
     for name in EXPERIMENTS:
         assert name in done.stdout
     assert "--data-dir DIR" in done.stdout
+
+
+def test_cli_unwritable_out_exit_2(tmp_path, monkeypatch, capsys):
+    small = functools.partial(activation_histograms, layers=1, width=4, samples=5)
+    monkeypatch.setitem(EXPERIMENTS, "activation_histograms", small)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["experiment", "activation_histograms", "--out", str(blocker)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m gradwatch experiment: error: ") and err.count("\n") == 1
