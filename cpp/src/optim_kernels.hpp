@@ -27,6 +27,8 @@ namespace GW_ISA {
 
 // Elements per chunk of the LARS norms: the unit of their fixed-order reduction.
 constexpr int64_t kOptimChunk = 8192;
+// Elements per block of the telemetry norms (for_each_update), summed in block order.
+constexpr int64_t kNormBlock = 512;
 
 // Runs body(i) for i in [0, E), split over threads for large tensors; small ones (biases) skip the
 // parallel region altogether. Each thread runs its own copy of the closure: the captured scalars
@@ -49,30 +51,45 @@ inline void for_each_element(int64_t E, const Body& body) {
   }
 }
 
-// for_each_element for an update of param by body; with norms (2 K) non-null, also
-// norms[2k] = the sum of param^2 before the update and norms[2k + 1] = the sum of (after -
-// before)^2 over chunk k of kOptimChunk elements, in double, read while each element is in a
-// register (telemetry's ||W|| and ||W_after - W_before||); the caller adds the chunks in index
-// order, so the sums have the same bits on any number of threads.
+// param[i] = body(i) for i in [0, E) (the body returns the new value and writes the state it
+// owns), split over threads as for_each_element. With norms (2 K) non-null, also norms[2k] =
+// the sum of param^2 before the update and norms[2k + 1] = the sum of (after - before)^2 over
+// chunk k of kOptimChunk elements, in double, while each element is in a register (telemetry's
+// ||W|| and ||W_after - W_before||); the caller adds the chunks in index order, so the sums have
+// the same bits on any number of threads.
 // param: (E)  norms: (2 K)
 template <typename T, typename Body>
-inline void for_each_update(int64_t E, const Body& body, const T* param, double* norms) {
+inline void for_each_update(int64_t E, const Body& body, T* param, double* norms) {
   if (norms == nullptr) {
-    for_each_element(E, body);
+    for_each_element(E, [=](int64_t i) { param[i] = body(i); });
     return;
   }
   const int64_t chunks = (E + kOptimChunk - 1) / kOptimChunk;
+  // Each block of a chunk: keep the old values, update (the same loop as without norms: GCC
+  // vectorises it, whereas one fused loop with the reductions lost its vectorisation when GCC
+  // unswitched it on the kernels' option selects), then sum from L1.
   const auto run_chunk = [param, norms, E](const Body& local, int64_t k) {
     const int64_t begin = k * kOptimChunk;
     const int64_t end = begin + kOptimChunk < E ? begin + kOptimChunk : E;
     double before_squares = 0.0, change_squares = 0.0;
-#pragma omp simd reduction(+ : before_squares, change_squares)
-    for (int64_t i = begin; i < end; ++i) {
-      const double before = static_cast<double>(param[i]);
-      local(i);
-      const double change = static_cast<double>(param[i]) - before;
-      before_squares += before * before;
-      change_squares += change * change;
+    T before[kNormBlock];
+    for (int64_t first = begin; first < end; first += kNormBlock) {
+      const int64_t n = end - first < kNormBlock ? end - first : kNormBlock;
+      T* p = param + first;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) before[j] = p[j];
+#pragma omp simd
+      for (int64_t i = first; i < first + n; ++i) param[i] = local(i);
+      double block_before = 0.0, block_change = 0.0;
+#pragma omp simd reduction(+ : block_before, block_change)
+      for (int64_t j = 0; j < n; ++j) {
+        const double old = static_cast<double>(before[j]);
+        const double change = static_cast<double>(p[j]) - old;
+        block_before += old * old;
+        block_change += change * change;
+      }
+      before_squares += block_before;
+      change_squares += block_change;
     }
     norms[2 * k] = before_squares;
     norms[2 * k + 1] = change_squares;
@@ -129,7 +146,7 @@ void sgd(T* param, T* momentum_buffer, const T* grad, T lr, T momentum, T one_mi
       const T g = clipped_gradient(grad[i], grad_scale, limit);
       const T p = param[i];
       const T d = decay ? g + weight_decay * p : g;
-      param[i] = p - lr * d;
+      return p - lr * d;
     }, param, norms);
     return;
   }
@@ -140,7 +157,7 @@ void sgd(T* param, T* momentum_buffer, const T* grad, T lr, T momentum, T one_mi
     const T buf = first_step ? d : momentum * momentum_buffer[i] + one_minus_dampening * d;
     momentum_buffer[i] = buf;
     const T direction = nesterov ? d + momentum * buf : buf;
-    param[i] = p - lr * direction;
+    return p - lr * direction;
   }, param, norms);
 }
 
@@ -158,7 +175,7 @@ void adagrad(T* param, T* sum, const T* grad, T clr, T weight_decay, T eps, T gr
     const T d = decay ? g + weight_decay * p : g;
     const T s = sum[i] + d * d;
     sum[i] = s;
-    param[i] = p - clr * (d / (std::sqrt(s) + eps));
+    return p - clr * (d / (std::sqrt(s) + eps));
   }, param, norms);
 }
 
@@ -191,9 +208,9 @@ void rmsprop_loop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, cons
     if constexpr (kMomentum) {
       const T buf = momentum * momentum_buffer[i] + d / avg;
       momentum_buffer[i] = buf;
-      param[i] = p - lr * buf;
+      return p - lr * buf;
     } else {
-      param[i] = p - lr * (d / avg);
+      return p - lr * (d / avg);
     }
   }, param, norms);
 }
@@ -237,7 +254,7 @@ void adam(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T step_size, T one
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
     const T denom = std::sqrt(v) / bias_correction2_sqrt + eps;
-    param[i] = p - step_size * (m / denom);
+    return p - step_size * (m / denom);
   }, param, norms);
 }
 
@@ -287,7 +304,7 @@ void lars(T* param, T* momentum_buffer, const T* grad, T rate, T momentum, T wei
       const T g = clipped_gradient(grad[i], grad_scale, limit);
       const T p = param[i];
       const T d = decay ? g + weight_decay * p : g;
-      param[i] = p - rate * d;
+      return p - rate * d;
     }, param, norms);
     return;
   }
@@ -297,7 +314,7 @@ void lars(T* param, T* momentum_buffer, const T* grad, T rate, T momentum, T wei
     const T d = decay ? g + weight_decay * p : g;
     const T v = momentum * momentum_buffer[i] + rate * d;
     momentum_buffer[i] = v;
-    param[i] = p - v;
+    return p - v;
   }, param, norms);
 }
 
