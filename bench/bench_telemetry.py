@@ -80,8 +80,8 @@ def main(argv=None) -> int:
             continue
         on, off, median_percent = compare(config, args.rounds, args.block)
         min_percent = 100.0 * (on / off - 1.0)
-        # Both estimates suffer from noise on a shared machine; the verdict takes the smaller.
-        verdict = "PASS" if min(min_percent, median_percent) <= TARGET_PERCENT else "FAIL"
+        # Noise on a shared machine moves either estimate by more than the target: PASS needs both.
+        verdict = "PASS" if max(min_percent, median_percent) <= TARGET_PERCENT else "FAIL"
         failed |= verdict == "FAIL"
         print(f"({config.key}){'':<5}{on * 1e3:>10.3f}{off * 1e3:>10.3f}{min_percent:>10.1f}%"
               f"{median_percent:>8.1f}%  {verdict}")

@@ -68,7 +68,8 @@ inline void for_each_update(int64_t E, const Body& body, T* param, double* norms
   // Each block of a chunk: keep the old values, update (the same loop as without norms: GCC
   // vectorises it, whereas one fused loop with the reductions lost its vectorisation when GCC
   // unswitched it on the kernels' option selects), then sum from L1.
-  const auto run_chunk = [param, norms, E](const Body& local, int64_t k) {
+  const auto run_chunk = [param, norms, E](const Body& body_of_thread, int64_t k) {
+    const Body local = body_of_thread;  // a local copy: see for_each_element
     const int64_t begin = k * kOptimChunk;
     const int64_t end = begin + kOptimChunk < E ? begin + kOptimChunk : E;
     double before_squares = 0.0, change_squares = 0.0;
