@@ -625,6 +625,108 @@ def dropout_masks(seed, step, layer_widths, batch, probabilities):
 
 
 # ---------------------------------------------------------------------------------------------
+# telemetry
+# ---------------------------------------------------------------------------------------------
+# The per-layer statistics of gradwatch/telemetry.py for one training-mode pass of the network
+# reference above, written from their definitions (the mean pairwise cosine directly over the
+# pairs, not by the O(N F) identity). Layer i of L dense layers; N = batch, O = layer width.
+
+TELEMETRY_METRICS = ("grad_weight_norm", "grad_bias_norm", "weight_norm", "update_ratio",
+                     "grad_output_norm", "grad_input_norm", "preact_mean", "preact_std",
+                     "act_mean", "act_std", "saturated_fraction", "dead_fraction",
+                     "activation_cosine")
+
+
+def mean_pairwise_cosine(a):
+    """a: (N, O) -> the mean cosine over ordered pairs of distinct rows with nonzero norm."""
+    a = as64(a)
+    norms = np.sqrt((a * a).sum(axis=1))
+    u = a[norms != 0] / norms[norms != 0, None]
+    n = u.shape[0]
+    if n < 2:
+        return math.nan
+    gram = u @ u.T  # (n, n)
+    return (gram.sum() - np.trace(gram)) / (n * (n - 1))
+
+
+def mlp_output_gradients(params, cache, grad_logits, config):
+    """The gradient of each layer's output (out_i: after activation, dropout, residual; the
+    logits last) and of the network input: ([(N, O_i)] per layer, (N, D))."""
+    layers = len(cache)
+    grad_outputs = [None] * layers
+    grad = as64(grad_logits)
+    for i in reversed(range(layers)):
+        layer = cache[i]
+        grad_outputs[i] = grad
+        grad_z = grad
+        if i < layers - 1:
+            grad_h = grad
+            if "mask" in layer:
+                grad_h = grad_h * layer["mask"] / (1.0 - config["dropout"][i])
+            grad_z = activation_backward(grad_h, layer["h"], config["activations"][i])
+            if config["batchnorm"]:
+                grad_z = batchnorm_backward(grad_z, layer["z"], params[f"bn{i}.gamma"],
+                                            layer["mean"], layer["var"], config["bn_eps"])[0]
+        grad_x = dense_backward(grad_z, layer["x"], params[f"dense{i}.weight"])[0]
+        if i < layers - 1 and config["residual"][i]:
+            grad_x = grad_x + grad
+        grad = grad_x
+    return grad_outputs, grad
+
+
+def layer_statistics(params, x, y, config, masks=None, params_after=None, input_gradient=False):
+    """{metric: (L,) float64} and nonfinite counts (L,) for one training-mode pass.
+
+    params_after: the parameters after the step (update_ratio), else update_ratio is NaN.
+    input_gradient: layer 0's grad_input_norm is ||dL/dx|| (a probe), else NaN (a step).
+    Without masks, dropout is off (a probe)."""
+    if masks is None:
+        config = dict(config, dropout=[0.0] * len(config["dropout"]))
+    logits, cache = mlp_forward(params, x, config, True, masks)
+    loss, grad_logits = mlp_loss(logits, y, config["loss"])
+    grads = mlp_backward(params, cache, grad_logits, config)
+    grad_outputs, grad_x = mlp_output_gradients(params, cache, grad_logits, config)
+    layers = len(cache)
+    stats = {name: np.full(layers, math.nan) for name in TELEMETRY_METRICS}
+    nonfinite = np.zeros(layers, dtype=np.int64)
+    norm = lambda v: float(np.sqrt((as64(v) ** 2).sum()))  # noqa: E731
+    bad = lambda v: int((~np.isfinite(v)).sum())  # noqa: E731
+    for i, layer in enumerate(cache):
+        weight = params[f"dense{i}.weight"]
+        stats["grad_weight_norm"][i] = norm(grads[f"dense{i}.weight"])
+        stats["grad_bias_norm"][i] = norm(grads[f"dense{i}.bias"])
+        stats["weight_norm"][i] = norm(weight)
+        if params_after is not None:
+            stats["update_ratio"][i] = norm(params_after[f"dense{i}.weight"] - weight) / norm(weight)
+        stats["grad_output_norm"][i] = norm(grad_outputs[i])
+        stats["grad_input_norm"][i] = (norm(grad_outputs[i - 1]) if i > 0
+                                       else norm(grad_x) if input_gradient else math.nan)
+        gradients = [grads[f"dense{i}.weight"], grads[f"dense{i}.bias"], grad_outputs[i]]
+        if i == layers - 1:
+            stats["preact_mean"][i], stats["preact_std"][i] = logits.mean(), logits.std()
+            stats["activation_cosine"][i] = mean_pairwise_cosine(logits)
+            nonfinite[i] = bad(logits) + sum(bad(g) for g in gradients)
+            continue
+        if config["batchnorm"]:
+            gradients += [grads[f"bn{i}.gamma"], grads[f"bn{i}.beta"]]
+        h, a, kind = layer["h"], layer["a"], config["activations"][i]
+        stats["preact_mean"][i], stats["preact_std"][i] = h.mean(), h.std()
+        stats["act_mean"][i], stats["act_std"][i] = a.mean(), a.std()
+        if kind == "sigmoid":
+            stats["saturated_fraction"][i] = ((a < 0.01) | (a > 0.99)).mean()
+        elif kind == "tanh":
+            stats["saturated_fraction"][i] = (np.abs(a) > 0.99).mean()
+        if kind in ("relu", "leaky_relu"):
+            stats["dead_fraction"][i] = (h <= 0).all(axis=0).mean()
+        stats["activation_cosine"][i] = mean_pairwise_cosine(a)
+        nonfinite[i] = bad(layer["z"]) + bad(a) + sum(bad(g) for g in gradients)
+    return stats, nonfinite, loss
+
+
+# (end of telemetry)
+
+
+# ---------------------------------------------------------------------------------------------
 # finite differences
 # ---------------------------------------------------------------------------------------------
 

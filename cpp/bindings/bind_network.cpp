@@ -8,6 +8,7 @@
 #include "bindings.hpp"
 #include "gradwatch/network.hpp"
 #include "gradwatch/optim.hpp"
+#include "gradwatch/telemetry.hpp"
 
 namespace gradwatch {
 
@@ -166,6 +167,50 @@ static py::tuple evaluate(Network<T>& net, const Array<T>& x, const Targets<T>& 
 }
 
 template <typename T>
+static py::tuple telemetry_arrays(const Network<T>& net) {
+  const int64_t L = static_cast<int64_t>(net.spec().widths.size()) - 1;
+  // A step recorded by another thread between the two calls is left for the next read.
+  const int64_t most = net.telemetry_size();
+  std::vector<int64_t> steps(static_cast<size_t>(most)), nonfinite(static_cast<size_t>(most * L));
+  std::vector<double> scalars(static_cast<size_t>(3 * most));
+  std::vector<double> metrics(static_cast<size_t>(most * L * kLayerMetrics));
+  std::vector<uint8_t> clipped(static_cast<size_t>(most));
+  const int64_t n = net.copy_telemetry(steps.data(), scalars.data(), clipped.data(), metrics.data(),
+                                       nonfinite.data(), most);
+  const auto size = static_cast<py::ssize_t>(n);
+  Array<int64_t> steps_out = empty_array<int64_t>({size});
+  Array<double> scalars_out = empty_array<double>({size, 3});
+  py::array_t<bool> clipped_out({size});
+  Array<double> metrics_out =
+      empty_array<double>({size, static_cast<py::ssize_t>(L), static_cast<py::ssize_t>(kLayerMetrics)});
+  Array<int64_t> nonfinite_out = empty_array<int64_t>({size, static_cast<py::ssize_t>(L)});
+  std::copy(steps.begin(), steps.begin() + n, steps_out.mutable_data());
+  std::copy(scalars.begin(), scalars.begin() + 3 * n, scalars_out.mutable_data());
+  bool* clipped_data = clipped_out.mutable_data();
+  for (int64_t k = 0; k < n; ++k) clipped_data[k] = clipped[static_cast<size_t>(k)] != 0;
+  std::copy(metrics.begin(), metrics.begin() + n * L * kLayerMetrics, metrics_out.mutable_data());
+  std::copy(nonfinite.begin(), nonfinite.begin() + n * L, nonfinite_out.mutable_data());
+  return py::make_tuple(steps_out, scalars_out, clipped_out, metrics_out, nonfinite_out);
+}
+
+template <typename T>
+static py::tuple probe(Network<T>& net, const Array<T>& x, const Targets<T>& targets, int64_t N) {
+  const int64_t L = static_cast<int64_t>(net.spec().widths.size()) - 1;
+  Array<double> metrics =
+      empty_array<double>({static_cast<py::ssize_t>(L), static_cast<py::ssize_t>(kLayerMetrics)});
+  Array<int64_t> nonfinite = empty_array<int64_t>({static_cast<py::ssize_t>(L)});
+  double* metrics_data = metrics.mutable_data();
+  int64_t* nonfinite_data = nonfinite.mutable_data();
+  const T* x_data = x.data();
+  StepResult result;
+  {
+    py::gil_scoped_release release;
+    result = net.probe(metrics_data, nonfinite_data, x_data, targets, N);
+  }
+  return py::make_tuple(result.loss, result.grad_norm, metrics, nonfinite);
+}
+
+template <typename T>
 static void register_dtype(py::module_& m, const char* name) {
   using Net = Network<T>;
   py::class_<Net>(m, name)
@@ -277,7 +322,31 @@ static void register_dtype(py::module_& m, const char* name) {
              return mask;
            },
            py::arg("layer"), py::arg("N"))
-      .def_property("dropout_step", &Net::dropout_step, &Net::set_dropout_step);
+      .def_property("dropout_step", &Net::dropout_step, &Net::set_dropout_step)
+      .def("set_telemetry",
+           [](Net& net, bool enabled, int64_t every, int64_t capacity) {
+             net.set_telemetry({enabled, every, capacity});
+           },
+           py::arg("enabled"), py::arg("every"), py::arg("capacity"))
+      .def("telemetry_options",
+           [](const Net& net) {
+             const TelemetryOptions o = net.telemetry_options();
+             return py::make_tuple(o.enabled, o.every, o.capacity);
+           })
+      .def("clear_telemetry", &Net::clear_telemetry)
+      .def("telemetry_size", &Net::telemetry_size)
+      .def_property_readonly("step_count", &Net::step_count)
+      // (steps (n) int64, scalars (n, 3) loss lr grad_norm, clipped (n) bool,
+      //  metrics (n, L, M), nonfinite (n, L) int64), oldest first.
+      .def("telemetry", [](const Net& net) { return telemetry_arrays(net); })
+      // (loss, grad_norm, metrics (L, M), nonfinite (L) int64)
+      .def("probe",
+           [](Net& net, py::handle x_handle, py::handle y) {
+             const Array<T> x = borrow<T>(x_handle, "x");
+             const int64_t N = batch_of(net, x);
+             return probe(net, x, targets_of(net, y, N), N);
+           },
+           py::arg("x"), py::arg("y"));
 }
 
 void register_network(py::module_& m) {
@@ -285,6 +354,11 @@ void register_network(py::module_& m) {
       .value("softmax_cross_entropy", LossKind::softmax_cross_entropy)
       .value("binary_cross_entropy_with_logits", LossKind::binary_cross_entropy_with_logits)
       .value("mse", LossKind::mse);
+  m.def("telemetry_metrics", [] {
+    py::list names;
+    for (int k = 0; k < kLayerMetrics; ++k) names.append(layer_metric_name(static_cast<LayerMetric>(k)));
+    return py::tuple(names);
+  });
   register_dtype<float>(m, "Network_f32");
   register_dtype<double>(m, "Network_f64");
   py::register_exception_translator([](std::exception_ptr error) {

@@ -23,6 +23,7 @@
 #include "gradwatch/blas.hpp"
 #include "gradwatch/cpu_dispatch.hpp"
 #include "gradwatch/network.hpp"
+#include "gradwatch/telemetry.hpp"
 #include "gradwatch/threads.hpp"
 
 namespace gradwatch {
@@ -55,6 +56,9 @@ constexpr int64_t kGemmMinSplit = 16;
 constexpr int64_t kInferenceRows = 256;
 // Elements per partial sum of the elementwise losses (loss_kernels.hpp's kChunk).
 constexpr int64_t kLossChunk = baseline::kChunk;
+// Tiles of one pass: at most kMaxChunks (a grid splits features only when it has fewer than
+// kPassMinTiles chunks, into at most kPassMinTiles tiles per chunk); room for twice that.
+constexpr int64_t kMaxTiles = 2 * kMaxChunks;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t multiple) { return ceil_div(a, multiple) * multiple; }
@@ -79,7 +83,7 @@ struct PassGrid {
     const int64_t chunk = index / blocks;
     const int64_t r0 = chunk * chunk_rows;
     const int64_t f0 = index % blocks * block_width;
-    return {chunk, r0, std::min(N, r0 + chunk_rows), f0, std::min(F, f0 + block_width)};
+    return {chunk, r0, std::min(N, r0 + chunk_rows), f0, std::min(F, f0 + block_width), index};
   }
 };
 
@@ -314,10 +318,14 @@ struct Network<T>::Layer {
   T *z = nullptr, *h = nullptr, *a = nullptr, *output = nullptr;
   T *grad_out = nullptr, *grad_h = nullptr, *grad_z = nullptr;
   uint8_t* mask = nullptr;
+  int64_t stats_offset = 0;  // of the layer's features in the telemetry scratch
 };
 
 template <typename T>
-Network<T>::Network(const NetworkSpec& spec) : spec_(spec) {
+Network<T>::Network(const NetworkSpec& spec)
+    : spec_(spec),
+      telemetry_(std::max<int64_t>(1, static_cast<int64_t>(spec.widths.size()) - 1),
+                 TelemetryOptions{}) {
   validate_network_spec(spec_);
   const int64_t L = static_cast<int64_t>(spec_.widths.size()) - 1;
   layers_.resize(static_cast<size_t>(L));
@@ -397,6 +405,19 @@ Network<T>::Network(const NetworkSpec& spec) : spec_(spec) {
   inference_work_.assign(static_cast<size_t>(2 * kInferenceRows * widest), T(0));
   const int64_t C = spec_.widths.back();
   eval_grad_.assign(static_cast<size_t>(2 * kInferenceRows * C), T(0));
+  int64_t features = 0;
+  for (Layer& layer : layers_) {
+    layer.stats_offset = features;
+    features += layer.out;
+  }
+  tile_sums_.assign(static_cast<size_t>(L * kMaxTiles * kTileSums), 0.0);
+  alive_.assign(static_cast<size_t>(kMaxChunks * features), 0);
+  unit_sums_.assign(static_cast<size_t>(kMaxChunks * features), 0.0);
+  nonzero_rows_.assign(static_cast<size_t>(L * kMaxChunks), 0);
+  grad_out_sumsq_.assign(static_cast<size_t>(L * kMaxGemmBlocks), 0.0);
+  param_norms_.assign(2 * parameter_info_.size(), 0.0);
+  step_metrics_.assign(static_cast<size_t>(L * kLayerMetrics), 0.0);
+  step_nonfinite_.assign(static_cast<size_t>(L), 0);
   refresh_inference_scales();
 }
 
@@ -629,7 +650,7 @@ void Network<T>::training_forward(const T* x, int64_t N) {
     args.h = l.h;
     args.a = l.a;
     args.out = l.output;
-    args.mask = l.mask;
+    args.mask = use_dropout_ ? l.mask : nullptr;
     args.z = l.z;
     args.shift = l.batchnorm ? l.z : nullptr;
     args.scale = l.batchnorm ? l.scale : nullptr;
@@ -639,11 +660,25 @@ void Network<T>::training_forward(const T* x, int64_t N) {
     args.kind = l.kind;
     args.alpha = l.alpha;
     args.keep_scale = l.keep_scale;
-    args.generate_mask = l.dropout;
+    args.generate_mask = l.dropout && use_dropout_;
     args.dropout = {spec_.dropout_seed, dropout_step_, static_cast<uint32_t>(i), l.threshold};
+    const bool can_die = l.kind == Activation::relu || l.kind == Activation::leaky_relu;
+    const ForwardStatsArgs stats{tile_sums_.data() + i * kMaxTiles * kTileSums,
+                                 can_die ? alive_.data() + kMaxChunks * l.stats_offset : nullptr,
+                                 unit_sums_.data() + kMaxChunks * l.stats_offset,
+                                 nonzero_rows_.data() + i * kMaxChunks};
+    args.stats = collect_stats_ ? &stats : nullptr;
     for_tiles(grid, [&](const PassTile& tile) {
       GRADWATCH_DISPATCH(network_forward_tile<T>, args, tile);
     });
+    if (collect_stats_ && grid.blocks > 1) {  // tiles split rows: their norms come after
+#pragma omp for schedule(static)
+      for (int64_t chunk = 0; chunk < grid.chunks; ++chunk) {
+        const PassTile first = grid.tile(chunk * grid.blocks);
+        baseline::telemetry_unit_sums_chunk(stats.unit_sums, stats.nonzero_rows, l.a, first.r0,
+                                            first.r1, chunk, O);
+      }
+    }
   }
 }
 
@@ -687,7 +722,7 @@ void Network<T>::training_backward(const T* x, int64_t N) {
       args.sum_dy = l.batchnorm ? sum_dy : nullptr;
       args.sum_dy_xhat = l.batchnorm ? sum_dy_xhat : nullptr;
       args.grad_out = l.grad_out;
-      args.mask = l.mask;
+      args.mask = use_dropout_ ? l.mask : nullptr;
       args.a = l.a;
       args.h = l.keep_h ? l.h : l.z;
       args.z = l.z;
@@ -754,8 +789,10 @@ void Network<T>::training_backward(const T* x, int64_t N) {
     GemmJob<T> dx{};
     if (i > 0) {
       const T beta = l.residual ? T(1) : T(0);
+      double* grad_out_sumsq =
+          collect_stats_ ? grad_out_sumsq_.data() + (i - 1) * kMaxGemmBlocks : nullptr;
       dx = make_gemm<T>(false, true, N, l.in, O, l.grad_z, W, beta, layers_[i - 1].grad_out,
-                        nullptr, nullptr);
+                        nullptr, grad_out_sumsq);
     }
     const int64_t chunks = grid.chunks;
     run_gemms(dW, i > 0 ? &dx : nullptr, [&] {
@@ -777,6 +814,7 @@ void Network<T>::run_training(const T* x, const Targets<T>& targets, int64_t N,
   reserve(N);
   // The number of GEMM blocks of a gradient depends on N: clear the sums of the unused ones.
   std::fill(grad_sumsq_.begin(), grad_sumsq_.end(), 0.0);
+  if (collect_stats_) std::fill(grad_out_sumsq_.begin(), grad_out_sumsq_.end(), 0.0);
   const int threads = threads_for_batch(N);
   BlasSingleThreaded single_threaded_blas;
   run_parallel(threads, [&] {
@@ -951,21 +989,264 @@ StepResult Network<T>::train_step(const T* x, const Targets<T>& targets, int64_t
   require_batch(N, true);
   require_targets(targets, N);
   if (std::isnan(clip_norm) || std::isnan(clip_value)) fail("clipping thresholds must not be NaN");
+  const bool record = telemetry_.due(step_count_);
+  collect_stats_ = record;
   run_training(x, targets, N, true);
-  check_finite(targets, N);
+  collect_stats_ = false;
   const double norm = gradient_norm();
+  const double lr = optimizer.options().lr;
   double scale = 1.0;
-  if (clip_norm > 0) {
-    if (!std::isfinite(norm)) throw NonFiniteError("all layers", "gradient norm");
-    scale = std::min(1.0, clip_norm / (norm + 1e-6));
+  try {
+    check_finite(targets, N);
+    if (clip_norm > 0) {
+      if (!std::isfinite(norm)) throw NonFiniteError("all layers", "gradient norm");
+      scale = std::min(1.0, clip_norm / (norm + 1e-6));
+    }
+  } catch (const NonFiniteError&) {  // recorded: the step that broke is worth seeing
+    if (record) record_step(N, loss_, lr, norm, false, nullptr);
+    ++step_count_;
+    throw;
   }
   optimizer.step(param_ptrs_.data(), grad_ptrs_.data(), param_sizes_.data(), param_roles_.data(),
                  static_cast<int64_t>(param_ptrs_.size()), static_cast<T>(scale),
-                 static_cast<T>(clip_value > 0 ? clip_value : 0));
+                 static_cast<T>(clip_value > 0 ? clip_value : 0),
+                 record ? param_norms_.data() : nullptr);
   update_running_statistics(N);
   refresh_inference_scales();
   ++dropout_step_;
+  if (record) {
+    // Clipping changed the gradients: scaled by norm, or some |g scale| beyond clip_value (as
+    // the optimiser compares them, in T).
+    bool clipped = scale < 1.0;
+    if (!clipped && clip_value > 0) {
+      const T g_scale = static_cast<T>(scale), limit = static_cast<T>(clip_value);
+      for (const T g : grads_) {
+        if (std::abs(g * g_scale) > limit) {
+          clipped = true;
+          break;
+        }
+      }
+    }
+    record_step(N, loss_, lr, norm, clipped, param_norms_.data());
+  }
+  ++step_count_;
   return {loss_, norm};
+}
+
+// ---- telemetry -------------------------------------------------------------------------------
+
+template <typename T>
+void Network<T>::set_telemetry(const TelemetryOptions& options) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  telemetry_.configure(options);
+}
+
+template <typename T>
+TelemetryOptions Network<T>::telemetry_options() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return telemetry_.options();
+}
+
+template <typename T>
+int64_t Network<T>::telemetry_size() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return telemetry_.size();
+}
+
+template <typename T>
+void Network<T>::clear_telemetry() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  telemetry_.clear();
+}
+
+template <typename T>
+int64_t Network<T>::copy_telemetry(int64_t* steps, double* scalars, uint8_t* clipped,
+                                   double* metrics, int64_t* nonfinite, int64_t most) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return telemetry_.copy(steps, scalars, clipped, metrics, nonfinite, most);
+}
+
+template <typename T>
+int64_t Network<T>::step_count() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return step_count_;
+}
+
+template <typename T>
+void Network<T>::record_step(int64_t N, double loss, double lr, double grad_norm, bool clipped,
+                             const double* param_norms) {
+  collect_statistics(step_metrics_.data(), step_nonfinite_.data(), N, param_norms);
+  telemetry_.push({step_count_, loss, lr, grad_norm, clipped}, step_metrics_.data(),
+                  step_nonfinite_.data());
+}
+
+namespace {
+
+template <typename T>
+int64_t count_nonfinite(const T* values, int64_t n) {
+  int64_t count = 0;
+  for (int64_t e = 0; e < n; ++e) count += std::isfinite(values[e]) ? 0 : 1;
+  return count;
+}
+
+// Mean and population standard deviation from a sum and a sum of squares over n values.
+void moments(double& mean, double& std_dev, double sum, double squares, double n) {
+  mean = sum / n;
+  const double variance = (squares - sum * mean) / n;
+  std_dev = std::sqrt(variance < 0 ? 0.0 : variance);  // rounding only; NaN falls through
+}
+
+// (||sum of unit rows||^2 - n) / (n (n - 1)): the mean cosine over the n(n - 1) ordered pairs.
+double mean_cosine(double unit_sum_squares, int64_t rows) {
+  if (rows < 2) return std::numeric_limits<double>::quiet_NaN();
+  const double n = static_cast<double>(rows);
+  return (unit_sum_squares - n) / (n * (n - 1));
+}
+
+}  // namespace
+
+template <typename T>
+void Network<T>::collect_statistics(double* metrics, int64_t* nonfinite, int64_t N,
+                                    const double* param_norms) {
+  const int64_t L = static_cast<int64_t>(layers_.size());
+  std::fill(metrics, metrics + L * kLayerMetrics, std::numeric_limits<double>::quiet_NaN());
+  const auto metric = [&](int64_t i, LayerMetric m) -> double& {
+    return metrics[i * kLayerMetrics + static_cast<int>(m)];
+  };
+  const auto block_sum = [](const double* sums, int64_t row) {
+    double total = 0.0;
+    for (int64_t b = 0; b < kMaxGemmBlocks; ++b) total += sums[row * kMaxGemmBlocks + b];
+    return total;
+  };
+  // A gradient's non-finite entries are searched only when its sum of squares is not finite.
+  const auto gradient_nonfinite = [&](int64_t tensor) -> int64_t {
+    if (std::isfinite(block_sum(grad_sumsq_.data(), tensor))) return 0;
+    const TensorInfo& info = parameter_info_[tensor];
+    return count_nonfinite(grads_.data() + info.offset, info.size());
+  };
+  for (int64_t i = 0; i < L; ++i) {
+    const Layer& l = layers_[i];
+    const int64_t O = l.out;
+    metric(i, LayerMetric::grad_weight_norm) = std::sqrt(block_sum(grad_sumsq_.data(), l.weight));
+    metric(i, LayerMetric::grad_bias_norm) = std::sqrt(block_sum(grad_sumsq_.data(), l.bias));
+    double weight_squares = 0.0;
+    if (param_norms != nullptr) {
+      weight_squares = param_norms[2 * l.weight];
+      metric(i, LayerMetric::update_ratio) =
+          std::sqrt(param_norms[2 * l.weight + 1]) / std::sqrt(weight_squares);
+    } else {
+      const TensorInfo& info = parameter_info_[l.weight];
+      const T* W = params_.data() + info.offset;
+      for (int64_t e = 0; e < info.size(); ++e) {
+        weight_squares += static_cast<double>(W[e]) * static_cast<double>(W[e]);
+      }
+    }
+    metric(i, LayerMetric::weight_norm) = std::sqrt(weight_squares);
+    int64_t bad = gradient_nonfinite(l.weight) + gradient_nonfinite(l.bias);
+    if (l.batchnorm) bad += gradient_nonfinite(l.gamma) + gradient_nonfinite(l.beta);
+    if (l.hidden) {
+      const double out_squares = block_sum(grad_out_sumsq_.data(), i);
+      metric(i, LayerMetric::grad_output_norm) = std::sqrt(out_squares);
+      if (!std::isfinite(out_squares)) bad += count_nonfinite(l.grad_out, N * O);
+      const PassGrid grid(N, O);
+      double sums[kTileSums] = {};
+      for (int64_t t = 0; t < grid.tiles(); ++t) {
+        const double* tile = tile_sums_.data() + (i * kMaxTiles + t) * kTileSums;
+        for (int k = 0; k < kTileSums; ++k) sums[k] += tile[k];
+      }
+      const double count = static_cast<double>(N * O);
+      moments(metric(i, LayerMetric::preact_mean), metric(i, LayerMetric::preact_std),
+              sums[kPreactSum], sums[kPreactSquares], count);
+      moments(metric(i, LayerMetric::act_mean), metric(i, LayerMetric::act_std), sums[kActSum],
+              sums[kActSquares], count);
+      if (l.kind == Activation::sigmoid || l.kind == Activation::tanh) {
+        metric(i, LayerMetric::saturated_fraction) = sums[kSaturated] / count;
+      }
+      if (l.kind == Activation::relu || l.kind == Activation::leaky_relu) {
+        const uint8_t* alive = alive_.data() + kMaxChunks * l.stats_offset;
+        int64_t dead = 0;
+        for (int64_t f = 0; f < O; ++f) {
+          uint8_t any = 0;
+          for (int64_t c = 0; c < grid.chunks; ++c) any |= alive[c * O + f];
+          dead += any ? 0 : 1;
+        }
+        metric(i, LayerMetric::dead_fraction) = static_cast<double>(dead) / static_cast<double>(O);
+      }
+      const double* units = unit_sums_.data() + kMaxChunks * l.stats_offset;
+      double unit_squares = 0.0;
+      for (int64_t f = 0; f < O; ++f) {
+        double total = units[f];
+        for (int64_t c = 1; c < grid.chunks; ++c) total += units[c * O + f];
+        unit_squares += total * total;
+      }
+      int64_t rows = 0;
+      for (int64_t c = 0; c < grid.chunks; ++c) rows += nonzero_rows_[i * kMaxChunks + c];
+      metric(i, LayerMetric::activation_cosine) = mean_cosine(unit_squares, rows);
+      bad += static_cast<int64_t>(sums[kNonfinite]);
+    } else {
+      // The logits and their gradient: (N, C), small enough for one plain pass.
+      double sum = 0.0, squares = 0.0, grad_squares = 0.0, unit_squares = 0.0;
+      int64_t rows = 0;
+      double* unit = unit_sums_.data() + kMaxChunks * l.stats_offset;
+      std::fill(unit, unit + O, 0.0);
+      for (int64_t n = 0; n < N; ++n) {
+        const T* z = l.z + n * O;
+        const T* g = l.grad_z + n * O;
+        double row_squares = 0.0;
+        for (int64_t f = 0; f < O; ++f) {
+          const double v = static_cast<double>(z[f]), d = static_cast<double>(g[f]);
+          sum += v;
+          row_squares += v * v;
+          grad_squares += d * d;
+        }
+        squares += row_squares;
+        if (row_squares == 0) continue;
+        const double inverse = 1.0 / std::sqrt(row_squares);
+        for (int64_t f = 0; f < O; ++f) unit[f] += static_cast<double>(z[f]) * inverse;
+        ++rows;
+      }
+      for (int64_t f = 0; f < O; ++f) unit_squares += unit[f] * unit[f];
+      moments(metric(i, LayerMetric::preact_mean), metric(i, LayerMetric::preact_std), sum,
+              squares, static_cast<double>(N * O));
+      metric(i, LayerMetric::grad_output_norm) = std::sqrt(grad_squares);
+      metric(i, LayerMetric::activation_cosine) = mean_cosine(unit_squares, rows);
+      bad += count_nonfinite(l.z, N * O) + count_nonfinite(l.grad_z, N * O);
+    }
+    nonfinite[i] = bad;
+  }
+  for (int64_t i = 1; i < L; ++i) {  // layer i's input is layer i - 1's output
+    metric(i, LayerMetric::grad_input_norm) = metric(i - 1, LayerMetric::grad_output_norm);
+  }
+}
+
+template <typename T>
+StepResult Network<T>::probe(double* metrics, int64_t* nonfinite, const T* x,
+                             const Targets<T>& targets, int64_t N) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  require_batch(N, true);
+  require_targets(targets, N);
+  collect_stats_ = true;
+  use_dropout_ = false;
+  run_training(x, targets, N, true);
+  collect_stats_ = false;
+  use_dropout_ = true;
+  collect_statistics(metrics, nonfinite, N, nullptr);
+  // The gradient with respect to the network input, which training never needs:
+  // grad_x = grad_z @ W^T of layer 0 (+ grad_out when it is residual), summed in row order.
+  const Layer& first = layers_.front();
+  const int64_t D = first.in;
+  std::vector<T> grad_x(static_cast<size_t>(N * D), T(0));
+  if (first.residual) std::copy(first.grad_out, first.grad_out + N * D, grad_x.begin());
+  {
+    BlasSingleThreaded single_threaded_blas;
+    gemm<T>(false, true, N, D, first.out, T(1), first.grad_z, first.out,
+            params_.data() + parameter_info_[first.weight].offset, first.out,
+            first.residual ? T(1) : T(0), grad_x.data(), D);
+  }
+  double squares = 0.0;
+  for (const T g : grad_x) squares += static_cast<double>(g) * static_cast<double>(g);
+  metrics[static_cast<int>(LayerMetric::grad_input_norm)] = std::sqrt(squares);
+  return {loss_, gradient_norm()};
 }
 
 template <typename T>

@@ -17,6 +17,7 @@
 #include "dense_kernels.hpp"
 #include "loss_kernels.hpp"
 #include "network_passes.hpp"
+#include "telemetry_kernels.hpp"
 
 namespace gradwatch {
 namespace GW_ISA {
@@ -107,12 +108,18 @@ void finish_row(const HiddenForwardArgs<T>& p, int64_t row, int64_t f0, int64_t 
     const T* x = p.residual + at;
 #pragma omp simd
     for (int64_t j = f0; j < f1; ++j) out[j] = a[j] + x[j];
+  } else if (out != a) {  // a dropout layer run without its masks (probe)
+    std::memcpy(out + f0, a + f0, static_cast<size_t>(f1 - f0) * sizeof(T));
   }
 }
 
 template <Activation kKind, typename T>
 void forward_rows(const HiddenForwardArgs<T>& p, const PassTile& t) {
   const T alpha = p.alpha;
+  const bool whole_rows = t.f0 == 0 && t.f1 == p.O;
+  double stats[kTileSums] = {};
+  int64_t nonzero_rows = 0;
+  if (p.stats != nullptr) telemetry_start_tile(*p.stats, t, p.O, whole_rows);
   for (int64_t r = t.r0; r < t.r1; ++r) {
     const int64_t at = r * p.O;
     if (p.generate_mask) dropout_mask_range(p.mask, at + t.f0, at + t.f1, p.dropout);
@@ -138,7 +145,11 @@ void forward_rows(const HiddenForwardArgs<T>& p, const PassTile& t) {
       }
     }
     finish_row(p, r, t.f0, t.f1);
+    if (p.stats != nullptr) {
+      telemetry_forward_row<kKind>(stats, nonzero_rows, p, r, t, whole_rows);
+    }
   }
+  if (p.stats != nullptr) telemetry_end_tile(*p.stats, t, stats, nonzero_rows, whole_rows);
 }
 
 template <typename T>

@@ -18,7 +18,10 @@ constexpr int64_t kSmallGemmPadding = 16;
 
 struct PassTile {
   int64_t chunk, r0, r1, f0, f1;
+  int64_t index = 0;  // of the tile in its pass (telemetry's per-tile sums)
 };
+
+struct ForwardStatsArgs;  // telemetry_passes.hpp
 
 // Where the dropout mask of one layer and step comes from (see Network::dropout_mask).
 struct DropoutStream {
@@ -32,7 +35,9 @@ struct DropoutStream {
 // a = act(h), out = a * (mask ? keep_scale : 0) + residual. Null pointers switch parts off:
 // shift/scale/offset (no batch norm), h (not kept), mask (no dropout), residual (none). out may
 // be a (neither dropout nor residual), and z, h, a may all be one buffer (inference, in place).
-// With generate_mask the tile first writes its part of the mask from `dropout`.
+// With generate_mask the tile first writes its part of the mask from `dropout`. Without mask and
+// residual, out (if it is not a) gets a copy of a. With stats (telemetry) the tile also sums
+// each row it has written (telemetry_kernels.hpp).
 // h, a, out, z, residual: (N, O)  mask: (N, O)  shift, scale, offset: (O)
 template <typename T>
 struct HiddenForwardArgs {
@@ -51,6 +56,7 @@ struct HiddenForwardArgs {
   T keep_scale;
   bool generate_mask;
   DropoutStream dropout;
+  const ForwardStatsArgs* stats;
 };
 
 // Backward of a hidden layer's activation and dropout:

@@ -27,24 +27,25 @@ GRADWATCH_INSTANTIATE_OPTIM_KERNELS(double)
   namespace isa {                                                                                  \
   template <typename T>                                                                            \
   void sgd(T* param, T* momentum_buffer, const T* grad, T lr, T momentum, T one_minus_dampening,   \
-           T weight_decay, bool nesterov, bool first_step, T grad_scale, T clip_value, int64_t E); \
+           T weight_decay, bool nesterov, bool first_step, T grad_scale, T clip_value, int64_t E,  \
+           double* norms);                                                                         \
   template <typename T>                                                                            \
   void adagrad(T* param, T* sum, const T* grad, T clr, T weight_decay, T eps, T grad_scale,        \
-               T clip_value, int64_t E);                                                           \
+               T clip_value, int64_t E, double* norms);                                            \
   template <typename T>                                                                            \
   void rmsprop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, const T* grad, T lr,      \
                T alpha, T one_minus_alpha, T eps, T weight_decay, T momentum, T grad_scale,        \
-               T clip_value, int64_t E);                                                           \
+               T clip_value, int64_t E, double* norms);                                            \
   template <typename T>                                                                            \
   void adam(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T step_size, T one_minus_beta1,    \
             T beta2, T one_minus_beta2, T bias_correction2_sqrt, T eps, T weight_decay,            \
-            T param_factor, bool decoupled, T grad_scale, T clip_value, int64_t E);                \
+            T param_factor, bool decoupled, T grad_scale, T clip_value, int64_t E, double* norms); \
   template <typename T>                                                                            \
   void lars_partial_norms(double* partials, const T* param, const T* grad, T grad_scale,           \
                           T clip_value, int64_t E);                                                \
   template <typename T>                                                                            \
   void lars(T* param, T* momentum_buffer, const T* grad, T rate, T momentum, T weight_decay,       \
-            T grad_scale, T clip_value, int64_t E);                                                \
+            T grad_scale, T clip_value, int64_t E, double* norms);                                 \
   }
 GRADWATCH_DECLARE_OPTIM_KERNELS(avx2)
 GRADWATCH_DECLARE_OPTIM_KERNELS(avx512)
@@ -264,7 +265,8 @@ void Optimizer<T>::allocate(const int64_t* sizes, const ParamRole* roles, int64_
 
 template <typename T>
 void Optimizer<T>::step(T* const* params, const T* const* grads, const int64_t* sizes,
-                        const ParamRole* roles, int64_t count, T grad_scale, T clip_value) {
+                        const ParamRole* roles, int64_t count, T grad_scale, T clip_value,
+                        double* norms) {
   validate_optimizer_options(options_);
   require(std::isfinite(grad_scale) && grad_scale >= 0,
           [&] { return "grad_scale must be finite and >= 0, got " + number_text(grad_scale); });
@@ -285,14 +287,25 @@ void Optimizer<T>::step(T* const* params, const T* const* grads, const int64_t* 
              "centered changed after the first step); create a new optimiser or load a state";
     });
   }
-  for (int64_t p = 0; p < count; ++p) update_tensor(p, params[p], grads[p], grad_scale, clip_value);
+  if (norms != nullptr) {  // once: the chunk sums of the largest tensor (LARS has them already)
+    int64_t largest = 0;
+    for (int64_t p = 0; p < count; ++p) largest = sizes[p] > largest ? sizes[p] : largest;
+    const size_t needed =
+        static_cast<size_t>(2 * ((largest + baseline::kOptimChunk - 1) / baseline::kOptimChunk));
+    if (norm_partials_.size() < needed) norm_partials_.resize(needed);
+  }
+  for (int64_t p = 0; p < count; ++p) {
+    update_tensor(p, params[p], grads[p], grad_scale, clip_value, norms);
+  }
   ++step_count_;
 }
 
 template <typename T>
-void Optimizer<T>::update_tensor(int64_t p, T* param, const T* grad, T grad_scale, T clip_value) {
+void Optimizer<T>::update_tensor(int64_t p, T* param, const T* grad, T grad_scale, T clip_value,
+                                 double* norms) {
   const size_t index = static_cast<size_t>(p);
   const int64_t E = sizes_[index];
+  double* chunk_norms = norms != nullptr ? norm_partials_.data() : nullptr;
   const OptimizerOptions& o = options_;
   auto state = [&](size_t b) { return buffers_[b].data() + offsets_[index]; };
   const double t = static_cast<double>(step_count_ + 1);  // this step, from 1 (PyTorch's)
@@ -303,13 +316,13 @@ void Optimizer<T>::update_tensor(int64_t p, T* param, const T* grad, T grad_scal
       T* momentum_buffer = o.momentum != 0 ? state(0) : nullptr;
       GRADWATCH_DISPATCH(sgd, param, momentum_buffer, grad, lr, momentum,
                          static_cast<T>(1.0 - o.dampening), weight_decay, o.nesterov,
-                         step_count_ == 0, grad_scale, clip_value, E);
+                         step_count_ == 0, grad_scale, clip_value, E, chunk_norms);
       break;
     }
     case OptimizerKind::adagrad: {
       const T clr = static_cast<T>(o.lr / (1.0 + (t - 1.0) * o.lr_decay));
       GRADWATCH_DISPATCH(adagrad, param, state(0), grad, clr, weight_decay, eps, grad_scale,
-                         clip_value, E);
+                         clip_value, E, chunk_norms);
       break;
     }
     case OptimizerKind::rmsprop: {
@@ -318,7 +331,7 @@ void Optimizer<T>::update_tensor(int64_t p, T* param, const T* grad, T grad_scal
       T* grad_avg = o.centered ? state(next) : nullptr;
       GRADWATCH_DISPATCH(rmsprop, param, state(0), momentum_buffer, grad_avg, grad, lr,
                          static_cast<T>(o.alpha), static_cast<T>(1.0 - o.alpha), eps, weight_decay,
-                         momentum, grad_scale, clip_value, E);
+                         momentum, grad_scale, clip_value, E, chunk_norms);
       break;
     }
     case OptimizerKind::adam:
@@ -331,7 +344,7 @@ void Optimizer<T>::update_tensor(int64_t p, T* param, const T* grad, T grad_scal
                          static_cast<T>(1.0 - o.beta1), static_cast<T>(o.beta2),
                          static_cast<T>(1.0 - o.beta2), bias_correction2_sqrt, eps, coupled_decay,
                          static_cast<T>(1.0 - o.lr * o.weight_decay), decoupled, grad_scale,
-                         clip_value, E);
+                         clip_value, E, chunk_norms);
       break;
     }
     case OptimizerKind::lars: {
@@ -358,9 +371,19 @@ void Optimizer<T>::update_tensor(int64_t p, T* param, const T* grad, T grad_scal
         }
       }
       GRADWATCH_DISPATCH(lars, param, momentum_buffer, grad, static_cast<T>(rate), momentum, decay,
-                         grad_scale, clip_value, E);
+                         grad_scale, clip_value, E, chunk_norms);
       break;
     }
+  }
+  if (norms != nullptr) {
+    const int64_t chunks = (E + baseline::kOptimChunk - 1) / baseline::kOptimChunk;
+    double before_squares = 0.0, change_squares = 0.0;
+    for (int64_t k = 0; k < chunks; ++k) {  // index order, whatever the thread count
+      before_squares += norm_partials_[static_cast<size_t>(2 * k)];
+      change_squares += norm_partials_[static_cast<size_t>(2 * k + 1)];
+    }
+    norms[2 * p] = before_squares;
+    norms[2 * p + 1] = change_squares;
   }
 }
 

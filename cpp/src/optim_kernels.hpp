@@ -8,6 +8,8 @@
 // are branch-free selects inside it, so that a skipped term (weight decay 0) is really skipped,
 // as in PyTorch (0 * inf would be NaN), without stopping vectorisation.
 // NaN in the gradient or the state gives NaN out: no comparison drops it.
+// Each kernel's last argument, norms (null: off), asks for the chunk sums of ||p||^2 before and
+// of ||p_after - p_before||^2 (see for_each_update).
 #pragma once
 
 #ifndef GW_ISA
@@ -25,6 +27,8 @@ namespace GW_ISA {
 
 // Elements per chunk of the LARS norms: the unit of their fixed-order reduction.
 constexpr int64_t kOptimChunk = 8192;
+// Elements per block of the telemetry norms (for_each_update), summed in block order.
+constexpr int64_t kNormBlock = 512;
 
 // Runs body(i) for i in [0, E), split over threads for large tensors; small ones (biases) skip the
 // parallel region altogether. Each thread runs its own copy of the closure: the captured scalars
@@ -44,6 +48,64 @@ inline void for_each_element(int64_t E, const Body& body) {
     const Body local = body;
 #pragma omp for simd schedule(static)
     for (int64_t i = 0; i < E; ++i) local(i);
+  }
+}
+
+// param[i] = body(i) for i in [0, E) (the body returns the new value and writes the state it
+// owns), split over threads as for_each_element. With norms (2 K) non-null, also norms[2k] =
+// the sum of param^2 before the update and norms[2k + 1] = the sum of (after - before)^2 over
+// chunk k of kOptimChunk elements, in double, while each element is in a register (telemetry's
+// ||W|| and ||W_after - W_before||); the caller adds the chunks in index order, so the sums have
+// the same bits on any number of threads.
+// param: (E)  norms: (2 K)
+template <typename T, typename Body>
+inline void for_each_update(int64_t E, const Body& body, T* param, double* norms) {
+  if (norms == nullptr) {
+    for_each_element(E, [=](int64_t i) { param[i] = body(i); });
+    return;
+  }
+  const int64_t chunks = (E + kOptimChunk - 1) / kOptimChunk;
+  // Each block of a chunk: keep the old values, update (the same loop as without norms: GCC
+  // vectorises it, whereas one fused loop with the reductions lost its vectorisation when GCC
+  // unswitched it on the kernels' option selects), then sum from L1.
+  const auto run_chunk = [param, norms, E](const Body& body_of_thread, int64_t k) {
+    const Body local = body_of_thread;  // a local copy: see for_each_element
+    const int64_t begin = k * kOptimChunk;
+    const int64_t end = begin + kOptimChunk < E ? begin + kOptimChunk : E;
+    double before_squares = 0.0, change_squares = 0.0;
+    T before[kNormBlock];
+    for (int64_t first = begin; first < end; first += kNormBlock) {
+      const int64_t n = end - first < kNormBlock ? end - first : kNormBlock;
+      T* p = param + first;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) before[j] = p[j];
+#pragma omp simd
+      for (int64_t i = first; i < first + n; ++i) param[i] = local(i);
+      double block_before = 0.0, block_change = 0.0;
+#pragma omp simd reduction(+ : block_before, block_change)
+      for (int64_t j = 0; j < n; ++j) {
+        const double old = static_cast<double>(before[j]);
+        const double change = static_cast<double>(p[j]) - old;
+        block_before += old * old;
+        block_change += change * change;
+      }
+      before_squares += block_before;
+      change_squares += block_change;
+    }
+    norms[2 * k] = before_squares;
+    norms[2 * k + 1] = change_squares;
+  };
+  const int threads = threads_for(E);
+  if (threads == 1) {
+    const Body local = body;
+    for (int64_t k = 0; k < chunks; ++k) run_chunk(local, k);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const Body local = body;
+#pragma omp for schedule(static)
+    for (int64_t k = 0; k < chunks; ++k) run_chunk(local, k);
   }
 }
 
@@ -76,27 +138,28 @@ inline T lerp(T a, T b, T w, bool low_weight) {
 // param, momentum_buffer (null when momentum = 0), grad: (E)
 template <typename T>
 void sgd(T* param, T* momentum_buffer, const T* grad, T lr, T momentum, T one_minus_dampening,
-         T weight_decay, bool nesterov, bool first_step, T grad_scale, T clip_value, int64_t E) {
+         T weight_decay, bool nesterov, bool first_step, T grad_scale, T clip_value, int64_t E,
+         double* norms) {
   const T limit = clip_limit(clip_value);
   const bool decay = weight_decay != 0;
   if (momentum_buffer == nullptr) {
-    for_each_element(E, [=](int64_t i) {
+    for_each_update(E, [=](int64_t i) {
       const T g = clipped_gradient(grad[i], grad_scale, limit);
       const T p = param[i];
       const T d = decay ? g + weight_decay * p : g;
-      param[i] = p - lr * d;
-    });
+      return p - lr * d;
+    }, param, norms);
     return;
   }
-  for_each_element(E, [=](int64_t i) {
+  for_each_update(E, [=](int64_t i) {
     const T g = clipped_gradient(grad[i], grad_scale, limit);
     const T p = param[i];
     const T d = decay ? g + weight_decay * p : g;
     const T buf = first_step ? d : momentum * momentum_buffer[i] + one_minus_dampening * d;
     momentum_buffer[i] = buf;
     const T direction = nesterov ? d + momentum * buf : buf;
-    param[i] = p - lr * direction;
-  });
+    return p - lr * direction;
+  }, param, norms);
 }
 
 // Adagrad (torch.optim.Adagrad): g = clip(grad) + weight_decay p; sum = sum + g^2;
@@ -104,17 +167,17 @@ void sgd(T* param, T* momentum_buffer, const T* grad, T lr, T momentum, T one_mi
 // param, sum, grad: (E)
 template <typename T>
 void adagrad(T* param, T* sum, const T* grad, T clr, T weight_decay, T eps, T grad_scale,
-             T clip_value, int64_t E) {
+             T clip_value, int64_t E, double* norms) {
   const T limit = clip_limit(clip_value);
   const bool decay = weight_decay != 0;
-  for_each_element(E, [=](int64_t i) {
+  for_each_update(E, [=](int64_t i) {
     const T g = clipped_gradient(grad[i], grad_scale, limit);
     const T p = param[i];
     const T d = decay ? g + weight_decay * p : g;
     const T s = sum[i] + d * d;
     sum[i] = s;
-    param[i] = p - clr * (d / (std::sqrt(s) + eps));
-  });
+    return p - clr * (d / (std::sqrt(s) + eps));
+  }, param, norms);
 }
 
 // RMSprop (torch.optim.RMSprop): g = clip(grad) + weight_decay p;
@@ -125,12 +188,12 @@ void adagrad(T* param, T* sum, const T* grad, T clr, T weight_decay, T eps, T gr
 template <typename T, bool kMomentum, bool kCentered>
 void rmsprop_loop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, const T* grad, T lr,
                   T alpha, T one_minus_alpha, T eps, T weight_decay, T momentum, T grad_scale,
-                  T clip_value, int64_t E) {
+                  T clip_value, int64_t E, double* norms) {
   const T limit = clip_limit(clip_value);
   const bool decay = weight_decay != 0;
   const T rest = one_minus_alpha;
   const bool low_weight = rest < static_cast<T>(0.5);
-  for_each_element(E, [=](int64_t i) {
+  for_each_update(E, [=](int64_t i) {
     const T g = clipped_gradient(grad[i], grad_scale, limit);
     const T p = param[i];
     const T d = decay ? g + weight_decay * p : g;
@@ -146,11 +209,11 @@ void rmsprop_loop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, cons
     if constexpr (kMomentum) {
       const T buf = momentum * momentum_buffer[i] + d / avg;
       momentum_buffer[i] = buf;
-      param[i] = p - lr * buf;
+      return p - lr * buf;
     } else {
-      param[i] = p - lr * (d / avg);
+      return p - lr * (d / avg);
     }
-  });
+  }, param, norms);
 }
 
 // param, square_avg, grad: (E)  momentum_buffer (null when momentum = 0), grad_avg (null unless
@@ -158,13 +221,13 @@ void rmsprop_loop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, cons
 template <typename T>
 void rmsprop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, const T* grad, T lr, T alpha,
              T one_minus_alpha, T eps, T weight_decay, T momentum, T grad_scale, T clip_value,
-             int64_t E) {
+             int64_t E, double* norms) {
   const bool with_momentum = momentum_buffer != nullptr, centered = grad_avg != nullptr;
   auto loop = with_momentum
                   ? (centered ? &rmsprop_loop<T, true, true> : &rmsprop_loop<T, true, false>)
                   : (centered ? &rmsprop_loop<T, false, true> : &rmsprop_loop<T, false, false>);
   loop(param, square_avg, momentum_buffer, grad_avg, grad, lr, alpha, one_minus_alpha, eps,
-       weight_decay, momentum, grad_scale, clip_value, E);
+       weight_decay, momentum, grad_scale, clip_value, E, norms);
 }
 
 // Adam / AdamW (torch.optim.Adam, AdamW): p = p * param_factor (AdamW: 1 - lr weight_decay;
@@ -177,13 +240,13 @@ void rmsprop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, const T* 
 template <typename T>
 void adam(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T step_size, T one_minus_beta1,
           T beta2, T one_minus_beta2, T bias_correction2_sqrt, T eps, T weight_decay,
-          T param_factor, bool decoupled, T grad_scale, T clip_value, int64_t E) {
+          T param_factor, bool decoupled, T grad_scale, T clip_value, int64_t E, double* norms) {
   const T limit = clip_limit(clip_value);
   const bool decay = weight_decay != 0;
   const T weight1 = one_minus_beta1;
   const bool low_weight = weight1 < static_cast<T>(0.5);
   const T rest2 = one_minus_beta2;
-  for_each_element(E, [=](int64_t i) {
+  for_each_update(E, [=](int64_t i) {
     const T g = clipped_gradient(grad[i], grad_scale, limit);
     const T p = decoupled ? param[i] * param_factor : param[i];
     const T d = decay ? g + weight_decay * p : g;
@@ -192,8 +255,8 @@ void adam(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T step_size, T one
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
     const T denom = std::sqrt(v) / bias_correction2_sqrt + eps;
-    param[i] = p - step_size * (m / denom);
-  });
+    return p - step_size * (m / denom);
+  }, param, norms);
 }
 
 // LARS, first pass: partials[2k] = sum of p^2 and partials[2k + 1] = sum of clip(grad)^2 over
@@ -234,36 +297,37 @@ void lars_partial_norms(double* partials, const T* param, const T* grad, T grad_
 // param, momentum_buffer (null when momentum = 0), grad: (E)
 template <typename T>
 void lars(T* param, T* momentum_buffer, const T* grad, T rate, T momentum, T weight_decay,
-          T grad_scale, T clip_value, int64_t E) {
+          T grad_scale, T clip_value, int64_t E, double* norms) {
   const T limit = clip_limit(clip_value);
   const bool decay = weight_decay != 0;
   if (momentum_buffer == nullptr) {
-    for_each_element(E, [=](int64_t i) {
+    for_each_update(E, [=](int64_t i) {
       const T g = clipped_gradient(grad[i], grad_scale, limit);
       const T p = param[i];
       const T d = decay ? g + weight_decay * p : g;
-      param[i] = p - rate * d;
-    });
+      return p - rate * d;
+    }, param, norms);
     return;
   }
-  for_each_element(E, [=](int64_t i) {
+  for_each_update(E, [=](int64_t i) {
     const T g = clipped_gradient(grad[i], grad_scale, limit);
     const T p = param[i];
     const T d = decay ? g + weight_decay * p : g;
     const T v = momentum * momentum_buffer[i] + rate * d;
     momentum_buffer[i] = v;
-    param[i] = p - v;
-  });
+    return p - v;
+  }, param, norms);
 }
 
 }  // namespace GW_ISA
 }  // namespace gradwatch
 
 // Explicit instantiations of every kernel for one T, inside the including file's GW_ISA namespace.
-#define GRADWATCH_INSTANTIATE_OPTIM_KERNELS(T)                                              \
-  template void sgd<T>(T*, T*, const T*, T, T, T, T, bool, bool, T, T, int64_t);            \
-  template void adagrad<T>(T*, T*, const T*, T, T, T, T, T, int64_t);                       \
-  template void rmsprop<T>(T*, T*, T*, T*, const T*, T, T, T, T, T, T, T, T, int64_t);      \
-  template void adam<T>(T*, T*, T*, const T*, T, T, T, T, T, T, T, T, bool, T, T, int64_t); \
-  template void lars_partial_norms<T>(double*, const T*, const T*, T, T, int64_t);          \
-  template void lars<T>(T*, T*, const T*, T, T, T, T, T, int64_t);
+#define GRADWATCH_INSTANTIATE_OPTIM_KERNELS(T)                                                    \
+  template void sgd<T>(T*, T*, const T*, T, T, T, T, bool, bool, T, T, int64_t, double*);         \
+  template void adagrad<T>(T*, T*, const T*, T, T, T, T, T, int64_t, double*);                    \
+  template void rmsprop<T>(T*, T*, T*, T*, const T*, T, T, T, T, T, T, T, T, int64_t, double*);   \
+  template void adam<T>(T*, T*, T*, const T*, T, T, T, T, T, T, T, T, bool, T, T, int64_t,        \
+                        double*);                                                                 \
+  template void lars_partial_norms<T>(double*, const T*, const T*, T, T, int64_t);                \
+  template void lars<T>(T*, T*, const T*, T, T, T, T, T, int64_t, double*);

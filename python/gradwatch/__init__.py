@@ -1,11 +1,12 @@
 """gradwatch: fast CPU training of deep fully-connected networks, with the gradient flow visible."""
 
-from gradwatch import init, ops, optim, schedules, theory, training
+from gradwatch import init, ops, optim, schedules, telemetry, theory, training
 from gradwatch.errors import NonFiniteError
 from gradwatch.gradcheck import gradcheck
 from gradwatch.io import load
 from gradwatch.network import MLP
 from gradwatch.runtime import build_info, get_num_threads, set_num_threads
+from gradwatch.telemetry import Probe, Telemetry, probe
 from gradwatch.training import EarlyStopping, History
 
 __version__ = build_info()["version"]
@@ -15,6 +16,8 @@ __all__ = [
     "History",
     "MLP",
     "NonFiniteError",
+    "Probe",
+    "Telemetry",
     "build_info",
     "get_num_threads",
     "gradcheck",
@@ -22,9 +25,11 @@ __all__ = [
     "load",
     "ops",
     "optim",
+    "probe",
     "schedules",
     "set_num_threads",
     "sklearn",
+    "telemetry",
     "theory",
     "training",
     "__version__",

@@ -98,7 +98,8 @@ def save(net, file: PathOrFile) -> None:
     Parameters, batch-norm running statistics, the architecture, the seed and the dropout
     step are saved, so a loaded network predicts bit for bit the same and continues training
     with the same dropout masks. Optimiser state is not saved (see
-    :meth:`gradwatch.optim.Optimizer.state_dict`).
+    :meth:`gradwatch.optim.Optimizer.state_dict`), nor are the telemetry records and options:
+    a loaded network starts with an empty ``telemetry`` and the default options.
     """
     from gradwatch.network import MLP
 

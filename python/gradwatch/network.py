@@ -18,11 +18,12 @@ from gradwatch import init as _init
 from gradwatch import io as _io
 from gradwatch import training as _training
 from gradwatch._core_loader import _core
-from gradwatch._validation import choice, positive_scalar, real_scalar, shape_text
+from gradwatch._validation import choice, positive_int, positive_scalar, real_scalar, shape_text
 from gradwatch.activations import DEFAULT_ALPHA
 from gradwatch.activations import KINDS as ACTIVATIONS
 from gradwatch.activations import activation_forward
 from gradwatch.loss import softmax
+from gradwatch.telemetry import Telemetry
 
 LOSSES: tuple[str, ...] = ("softmax_cross_entropy", "binary_cross_entropy_with_logits", "mse")
 """The valid values of ``loss``."""
@@ -30,6 +31,7 @@ LOSSES: tuple[str, ...] = ("softmax_cross_entropy", "binary_cross_entropy_with_l
 _CORE_CLASSES = {np.dtype(np.float32): _core.Network_f32, np.dtype(np.float64): _core.Network_f64}
 _INT64 = np.dtype(np.int64)
 _HE_SCHEMES = ("he_normal", "he_uniform", "kaiming_normal", "kaiming_uniform", "he")
+_MAX_TELEMETRY_CAPACITY = 2**31
 
 
 def _layer_sizes(layer_sizes: object) -> tuple[int, ...]:
@@ -209,6 +211,16 @@ class MLP:
         ``momentum``; Keras's momentum is 1 minus this).
     bn_eps : float, default 1e-5
         Added to the variance before the square root; finite and > 0.
+    telemetry : bool, default True
+        Record per-layer statistics of training steps into :attr:`telemetry` (see
+        :mod:`gradwatch.telemetry`).
+    telemetry_every : int, default 1
+        Record the steps whose step counter is a multiple of this (>= 1); the others cost
+        nothing.
+    telemetry_capacity : int, default 10000
+        Steps kept, in [1, 2**31]; when full, the oldest record is dropped (a ring buffer). The
+        core allocates ``capacity * layers * 14`` values of 8 bytes up front (touched as
+        steps are recorded).
 
     Attributes
     ----------
@@ -223,6 +235,8 @@ class MLP:
         The hidden layers with a residual connection.
     activation, init, dropout : tuple
         One entry per hidden layer (per dense layer for init).
+    telemetry : gradwatch.telemetry.Telemetry
+        The recorded statistics (not saved by :meth:`save`).
 
     Raises
     ------
@@ -256,6 +270,9 @@ class MLP:
         seed: Optional[int] = None,
         bn_momentum: float = 0.1,
         bn_eps: float = 1e-5,
+        telemetry: bool = True,
+        telemetry_every: int = 1,
+        telemetry_capacity: int = 10000,
     ) -> None:
         sizes = _layer_sizes(layer_sizes)
         hidden = len(sizes) - 2
@@ -325,6 +342,41 @@ class MLP:
             for name, shape in buffer_shapes.items()
         ]
         self._core.load(params, buffers)
+        self.telemetry = Telemetry(self._core, len(sizes) - 1)
+        self.set_telemetry(enabled=telemetry, every=telemetry_every, capacity=telemetry_capacity)
+
+    def set_telemetry(self, *, enabled: Optional[bool] = None, every: Optional[int] = None,
+                      capacity: Optional[int] = None) -> None:
+        """Change what training steps record into :attr:`telemetry`; None keeps a setting.
+
+        Parameters
+        ----------
+        enabled : bool, optional
+            Record (True) or not (False: steps then compute no statistics at all).
+        every : int, optional
+            Record the steps whose counter is a multiple of ``every`` (>= 1).
+        capacity : int, optional
+            Steps kept, in [1, 2**31]; a new capacity keeps the newest records that fit.
+
+        Raises
+        ------
+        TypeError
+            For a non-bool ``enabled`` or non-integer ``every``/``capacity``.
+        ValueError
+            For ``every`` < 1 or ``capacity`` outside [1, 2**31].
+        """
+        current_enabled, current_every, current_capacity = self._core.telemetry_options()
+        enabled = current_enabled if enabled is None else _flag("telemetry", enabled)
+        every = current_every if every is None else positive_int("telemetry_every", every)
+        if capacity is None:
+            capacity = current_capacity
+        else:
+            capacity = positive_int("telemetry_capacity", capacity)
+            if capacity > _MAX_TELEMETRY_CAPACITY:
+                raise ValueError(
+                    f"telemetry_capacity must be <= 2**31 (steps kept), got {capacity}"
+                )
+        self._core.set_telemetry(enabled, every, capacity)
 
     @staticmethod
     def _state_key(name: str) -> tuple:

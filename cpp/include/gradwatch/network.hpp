@@ -23,6 +23,9 @@
 // in chunks of 256 rows, so its memory does not grow with N.
 // Threads: the calls of one Network are serialised by a mutex; all of them may run without the
 // GIL.
+// Telemetry (gradwatch/telemetry.hpp): train_step records per-layer statistics of every
+// options.every-th step into a ring buffer allocated in advance; probe computes them for one
+// pass without recording or changing anything.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +36,7 @@
 
 #include "gradwatch/activations.hpp"
 #include "gradwatch/optim.hpp"
+#include "gradwatch/telemetry.hpp"
 
 namespace gradwatch {
 
@@ -156,6 +160,28 @@ class Network {
   StepResult train_step(const T* x, const Targets<T>& targets, int64_t N, Optimizer<T>& optimizer,
                         double clip_norm, double clip_value);
 
+  // ---- telemetry ----
+  // Validates, then replaces the options; a new capacity keeps the newest records.
+  void set_telemetry(const TelemetryOptions& options);
+  TelemetryOptions telemetry_options() const;
+  int64_t telemetry_size() const;  // records held
+  void clear_telemetry();
+  // Copies of the newest n = min(most, records) records, oldest first; returns n
+  // (TelemetryBuffer::copy).
+  // steps, clipped: (n)  scalars: (n, 3)  metrics: (n, L, M)  nonfinite: (n, L)
+  int64_t copy_telemetry(int64_t* steps, double* scalars, uint8_t* clipped, double* metrics,
+                         int64_t* nonfinite, int64_t most) const;
+  // The training-step counter of the records: train_step calls that computed a step, whether it
+  // was applied or failed with NonFiniteError.
+  int64_t step_count() const;
+  // The statistics train_step records, for one training-mode pass (batch statistics) without
+  // dropout: update_ratio is NaN, grad_input_norm of layer 0 is computed (one more GEMM). Changes
+  // no parameter, buffer, dropout step, step count or record (copy_gradients then returns this
+  // pass's gradients, as after loss_and_gradients). Non-finite values are returned as they are.
+  // metrics: (L, M)  nonfinite: (L)  x: (N, D)
+  StepResult probe(double* metrics, int64_t* nonfinite, const T* x, const Targets<T>& targets,
+                   int64_t N);
+
   // Inference-mode loss (and, for classification, how many predictions are right).
   // x: (N, D)
   Evaluation evaluate(const T* x, const Targets<T>& targets, int64_t N);
@@ -185,6 +211,13 @@ class Network {
   double gradient_norm() const;
   void update_running_statistics(int64_t N);
   void refresh_inference_scales();
+  // Telemetry: the statistics of the pass just run (param_norms: the optimiser's (2 P) squared
+  // norms, or null: ||W|| is then summed here and update_ratio is NaN), and one record.
+  // metrics: (L, M)  nonfinite: (L)
+  void collect_statistics(double* metrics, int64_t* nonfinite, int64_t N,
+                          const double* param_norms);
+  void record_step(int64_t N, double loss, double lr, double grad_norm, bool clipped,
+                   const double* param_norms);
 
   NetworkSpec spec_;
   std::vector<Layer> layers_;
@@ -205,6 +238,21 @@ class Network {
   std::vector<T> eval_grad_;
   std::vector<double> sum_partials_;  // (3, kMaxChunks, widest) BN and bias-gradient partials
   std::vector<T> bias_partials_;      // (kMaxChunks, widest)
+  // Telemetry: the buffer, the step counter, whether the running pass sums statistics and uses
+  // its dropout masks, and the pass's scratch (layer i's features at stats_offset in the
+  // (chunks, sum of O) arrays).
+  TelemetryBuffer telemetry_;
+  int64_t step_count_ = 0;
+  bool collect_stats_ = false;
+  bool use_dropout_ = true;
+  std::vector<double> tile_sums_;       // (L, kMaxTiles, kTileSums)
+  std::vector<uint8_t> alive_;          // (kMaxChunks, sum of O)
+  std::vector<double> unit_sums_;       // (kMaxChunks, sum of O)
+  std::vector<int64_t> nonzero_rows_;   // (L, kMaxChunks)
+  std::vector<double> grad_out_sumsq_;  // (L, kMaxGemmBlocks): of each hidden layer's grad_out
+  std::vector<double> param_norms_;     // (2 P) from the optimiser
+  std::vector<double> step_metrics_;    // (L, M)
+  std::vector<int64_t> step_nonfinite_; // (L)
   bool inference_scales_valid_ = false;
   double loss_ = 0;
   uint64_t dropout_step_ = 0;

@@ -65,9 +65,12 @@ class Optimizer {
   // lr set between steps, or momentum switched on after the state was allocated without it), a
   // grad_scale that is negative or not finite, a NaN clip_value, count < 1, a size < 1 or a null
   // pointer.
-  // params[p], grads[p]: (sizes[p])  sizes, roles: (P) = count
+  // With norms non-null (telemetry), norms[2p] = ||params[p]||^2 before the update and
+  // norms[2p + 1] = ||params[p] after - before||^2, in double, summed in the update pass over
+  // fixed chunks (the same bits on any number of threads).
+  // params[p], grads[p]: (sizes[p])  sizes, roles: (P) = count  norms: (2 P)
   void step(T* const* params, const T* const* grads, const int64_t* sizes, const ParamRole* roles,
-            int64_t count, T grad_scale, T clip_value);
+            int64_t count, T grad_scale, T clip_value, double* norms = nullptr);
 
   int64_t step_count() const { return step_count_; }
 
@@ -95,7 +98,8 @@ class Optimizer {
 
   void allocate(const int64_t* sizes, const ParamRole* roles, int64_t count);
   void require_layout(const int64_t* sizes, const ParamRole* roles, int64_t count) const;
-  void update_tensor(int64_t p, T* param, const T* grad, T grad_scale, T clip_value);
+  void update_tensor(int64_t p, T* param, const T* grad, T grad_scale, T clip_value,
+                     double* norms);
 
   OptimizerOptions options_;
   int64_t step_count_ = 0;
@@ -104,7 +108,7 @@ class Optimizer {
   std::vector<int64_t> offsets_;  // (P) start of tensor p in each buffer
   std::vector<std::string> buffer_names_;
   std::array<std::vector<T>, kMaxBuffers> buffers_;  // (sum of sizes) each, in buffer_names_ order
-  std::vector<double> norm_partials_;                // (2 K) of the largest tensor: LARS scratch
+  std::vector<double> norm_partials_;  // (2 K) of the largest tensor: LARS and telemetry scratch
   int buffer_signature_ = 0;  // which buffers the options that allocated them need
 };
 

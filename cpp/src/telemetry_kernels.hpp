@@ -1,0 +1,169 @@
+// Kernel bodies of telemetry_passes.hpp, compiled once per ISA inside the network's activation
+// pass (network_kernels.hpp includes this file; see gradwatch/cpu_dispatch.hpp).
+// Each row of a tile is summed right after the pass has written it, while it is in L1: the
+// statistics cost no extra pass over the activations.
+// Dims: N = batch, O = features; tiles as in network_passes.hpp.
+#pragma once
+
+#ifndef GW_ISA
+#error "define GW_ISA (the ISA namespace) before including telemetry_kernels.hpp"
+#endif
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "gradwatch/activations.hpp"
+#include "network_passes.hpp"
+#include "telemetry_passes.hpp"
+#include "vecmath.hpp"
+
+namespace gradwatch {
+namespace GW_ISA {
+
+// Saturation bands (gradwatch/telemetry.hpp): sigmoid outside [0.01, 0.99], tanh |a| > 0.99,
+// compared in double.
+constexpr double kSigmoidSaturatedLow = 0.01;
+constexpr double kSigmoidSaturatedHigh = 0.99;
+constexpr double kTanhSaturated = 0.99;
+
+constexpr bool telemetry_saturates(Activation kind) {
+  return kind == Activation::sigmoid || kind == Activation::tanh;
+}
+constexpr bool telemetry_can_die(Activation kind) {
+  return kind == Activation::relu || kind == Activation::leaky_relu;
+}
+
+// 1 for an entry of a outside the band of kKind; NaN is not saturated.
+template <Activation kKind>
+GW_ALWAYS_INLINE int64_t saturated_element(double a) {
+  if constexpr (kKind == Activation::sigmoid) {
+    return static_cast<int64_t>((a < kSigmoidSaturatedLow) | (a > kSigmoidSaturatedHigh));
+  } else if constexpr (kKind == Activation::tanh) {
+    return static_cast<int64_t>((a > kTanhSaturated) | (a < -kTanhSaturated));
+  } else {
+    return 0;
+  }
+}
+
+// 1 for NaN or infinity (v - v is 0 exactly for finite v), branch-free.
+template <typename T>
+GW_ALWAYS_INLINE int64_t nonfinite_element(T v) {
+  return static_cast<int64_t>(!((v - v) == static_cast<T>(0)));
+}
+
+// A tile starts: its part of the chunk's alive flags (and unit sums, when it spans whole rows)
+// is cleared. alive, unit_sums: (chunks, O)
+inline void telemetry_start_tile(const ForwardStatsArgs& s, const PassTile& t, int64_t O,
+                                 bool whole_rows) {
+  if (s.alive != nullptr) {
+    std::memset(s.alive + t.chunk * O + t.f0, 0, static_cast<size_t>(t.f1 - t.f0));
+  }
+  if (s.unit_sums != nullptr && whole_rows) {
+    double* u = s.unit_sums + t.chunk * O;
+    for (int64_t j = 0; j < O; ++j) u[j] = 0.0;
+  }
+}
+
+// The sums of one row r of the tile into acc (kTileSums), given the activation's input of
+// element j as preact(j). With whole_rows, the row's unit vector a / ||a|| is added to the
+// chunk's unit sums (rows of norm 0 are left out; a NaN norm is not, so NaN reaches the cosine).
+// z, a: (N, O)  alive, unit_sums: (chunks, O)
+template <Activation kKind, typename T, typename Preact>
+GW_ALWAYS_INLINE void telemetry_row(double* acc, int64_t& nonzero, const ForwardStatsArgs& s,
+                                    const T* z, const T* a, const PassTile& t, int64_t O,
+                                    bool whole_rows, const Preact& preact) {
+  double preact_sum = 0.0, preact_squares = 0.0, act_sum = 0.0, act_squares = 0.0;
+  int64_t saturated = 0, nonfinite = 0;
+  uint8_t* alive = s.alive != nullptr ? s.alive + t.chunk * O : nullptr;
+  if constexpr (telemetry_can_die(kKind)) {
+    if (alive != nullptr) {
+#pragma omp simd
+      for (int64_t j = t.f0; j < t.f1; ++j) {
+        alive[j] = static_cast<uint8_t>(alive[j] | static_cast<uint8_t>(!(preact(j) <= 0)));
+      }
+    }
+  }
+#pragma omp simd reduction(+ : preact_sum, preact_squares, act_sum, act_squares, saturated, nonfinite)
+  for (int64_t j = t.f0; j < t.f1; ++j) {
+    const double h = static_cast<double>(preact(j));
+    const double y = static_cast<double>(a[j]);
+    preact_sum += h;
+    preact_squares += h * h;
+    act_sum += y;
+    act_squares += y * y;
+    saturated += saturated_element<kKind>(y);
+    nonfinite += nonfinite_element(z[j]) + nonfinite_element(a[j]);
+  }
+  acc[kPreactSum] += preact_sum;
+  acc[kPreactSquares] += preact_squares;
+  acc[kActSum] += act_sum;
+  acc[kActSquares] += act_squares;
+  acc[kSaturated] += static_cast<double>(saturated);
+  acc[kNonfinite] += static_cast<double>(nonfinite);
+  if (s.unit_sums != nullptr && whole_rows && !(act_squares == 0)) {
+    const double inverse = 1.0 / std::sqrt(act_squares);
+    double* u = s.unit_sums + t.chunk * O;
+#pragma omp simd
+    for (int64_t j = 0; j < O; ++j) u[j] += static_cast<double>(a[j]) * inverse;
+    ++nonzero;
+  }
+}
+
+// One row's statistics in the forward tile: h is z (no batch norm), the kept h, or recomputed
+// from z as the pass computed it.
+// h, a, z: (N, O)  shift, scale, offset: (O)
+template <Activation kKind, typename T>
+void telemetry_forward_row(double* acc, int64_t& nonzero, const HiddenForwardArgs<T>& p,
+                           int64_t row, const PassTile& t, bool whole_rows) {
+  const ForwardStatsArgs& s = *p.stats;
+  const int64_t at = row * p.O;
+  const T* z = p.z + at;
+  const T* a = p.a + at;
+  if (p.scale == nullptr) {
+    telemetry_row<kKind>(acc, nonzero, s, z, a, t, p.O, whole_rows,
+                         [z](int64_t j) { return z[j]; });
+  } else if (p.h != nullptr) {
+    const T* h = p.h + at;
+    telemetry_row<kKind>(acc, nonzero, s, z, a, t, p.O, whole_rows,
+                         [h](int64_t j) { return h[j]; });
+  } else {
+    const T *shift = p.shift, *scale = p.scale, *offset = p.offset;
+    telemetry_row<kKind>(acc, nonzero, s, z, a, t, p.O, whole_rows, [=](int64_t j) {
+      return (z[j] - shift[j]) * scale[j] + offset[j];
+    });
+  }
+}
+
+// A tile ends: its sums go to row tile.index of tile_sums (and its chunk's row count).
+inline void telemetry_end_tile(const ForwardStatsArgs& s, const PassTile& t, const double* acc,
+                               int64_t nonzero, bool whole_rows) {
+  std::memcpy(s.tile_sums + t.index * kTileSums, acc, sizeof(double) * kTileSums);
+  if (s.unit_sums != nullptr && whole_rows) s.nonzero_rows[t.chunk] = nonzero;
+}
+
+// The unit sums of rows [r0, r1) (chunk `chunk`) after a pass whose tiles split the features:
+// each row's norm needs all of them. Only small batches split features (PassGrid).
+// a: (N, O)  unit_sums: (chunks, O)  nonzero_rows: (chunks)
+template <typename T>
+void telemetry_unit_sums_chunk(double* unit_sums, int64_t* nonzero_rows, const T* a, int64_t r0,
+                               int64_t r1, int64_t chunk, int64_t O) {
+  double* u = unit_sums + chunk * O;
+  for (int64_t j = 0; j < O; ++j) u[j] = 0.0;
+  int64_t nonzero = 0;
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* row = a + r * O;
+    double squares = 0.0;
+#pragma omp simd reduction(+ : squares)
+    for (int64_t j = 0; j < O; ++j) squares += static_cast<double>(row[j]) * static_cast<double>(row[j]);
+    if (squares == 0) continue;
+    const double inverse = 1.0 / std::sqrt(squares);
+#pragma omp simd
+    for (int64_t j = 0; j < O; ++j) u[j] += static_cast<double>(row[j]) * inverse;
+    ++nonzero;
+  }
+  nonzero_rows[chunk] = nonzero;
+}
+
+}  // namespace GW_ISA
+}  // namespace gradwatch
