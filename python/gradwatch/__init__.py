@@ -1,6 +1,7 @@
 """gradwatch: fast CPU training of deep fully-connected networks, with the gradient flow visible."""
 
 from gradwatch import init, ops, optim, schedules, telemetry, theory, training
+from gradwatch.diagnosis import Diagnosis, diagnose
 from gradwatch.errors import NonFiniteError
 from gradwatch.gradcheck import gradcheck
 from gradwatch.io import load
@@ -12,6 +13,7 @@ from gradwatch.training import EarlyStopping, History
 __version__ = build_info()["version"]
 
 __all__ = [
+    "Diagnosis",
     "EarlyStopping",
     "History",
     "MLP",
@@ -19,6 +21,7 @@ __all__ = [
     "Probe",
     "Telemetry",
     "build_info",
+    "diagnose",
     "get_num_threads",
     "gradcheck",
     "init",
