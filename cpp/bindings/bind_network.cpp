@@ -277,7 +277,20 @@ static void register_dtype(py::module_& m, const char* name) {
              return mask;
            },
            py::arg("layer"), py::arg("N"))
-      .def_property("dropout_step", &Net::dropout_step, &Net::set_dropout_step);
+      .def_property("dropout_step", &Net::dropout_step, &Net::set_dropout_step)
+      // Private, for bench/bench_train.py (see Network::set_profiling and step_profile.hpp).
+      .def("_set_profiling", &Net::set_profiling, py::arg("on"))
+      .def("_profile",
+           [](const Net& net) {
+             const StepProfile p = net.profile();
+             py::dict out;
+             out["steps"] = p.steps;
+             out["total_ns"] = p.total_ns;
+             out["gemm_ns"] = p.gemm_ns;
+             out["own_ns"] = p.own_ns;
+             return out;
+           })
+      .def("_workspace_allocations", &Net::workspace_allocations);
 }
 
 void register_network(py::module_& m) {
