@@ -288,6 +288,7 @@ static void register_dtype(py::module_& m, const char* name) {
              out["total_ns"] = p.total_ns;
              out["gemm_ns"] = p.gemm_ns;
              out["own_ns"] = p.own_ns;
+             out["tail_ns"] = p.tail_ns;
              return out;
            })
       .def("_workspace_allocations", &Net::workspace_allocations);

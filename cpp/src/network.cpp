@@ -968,7 +968,7 @@ StepResult Network<T>::train_step(const T* x, const Targets<T>& targets, int64_t
   require_targets(targets, N);
   if (std::isnan(clip_norm) || std::isnan(clip_value)) fail("clipping thresholds must not be NaN");
   run_training(x, targets, N, true);
-  const PhaseTimer tail_timer(&StepProfile::own_ns);
+  const PhaseTimer tail_timer(&StepProfile::tail_ns);
   check_finite(targets, N);
   const double norm = gradient_norm();
   double scale = 1.0;

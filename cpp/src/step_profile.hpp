@@ -7,9 +7,9 @@
 // Phases: gemm = the GEMM blocks of a layer (with the bias rows copied into the output, the sums
 // of squares of a weight gradient and the bias-gradient reduction that share those loops); own =
 // every pass of gradwatch's own between GEMMs (batch-norm moments and coefficients, activation,
-// dropout, residual, loss, activation backward, bias partial sums) and the tail of the step
-// (finiteness checks, norm, optimiser update, running statistics). The rest of total (argument
-// checks, workspace, OpenBLAS thread switch, starting the team) is the core's overhead.
+// dropout, residual, loss, activation backward, bias partial sums); tail = the step after the
+// passes (finiteness checks, norm, optimiser update, running statistics). The rest of total
+// (argument checks, workspace, OpenBLAS thread switch, starting the team) is the core's overhead.
 //
 // Off (the default), a phase costs one read of a thread-local pointer and a branch.
 #pragma once

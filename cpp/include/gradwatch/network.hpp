@@ -104,7 +104,8 @@ struct StepProfile {
   int64_t steps = 0;
   int64_t total_ns = 0;  // whole train_step calls
   int64_t gemm_ns = 0;   // GEMM phases
-  int64_t own_ns = 0;    // gradwatch's own passes and the step's tail
+  int64_t own_ns = 0;    // gradwatch's own passes between the GEMMs
+  int64_t tail_ns = 0;   // checks, norm, optimiser update, running statistics
 };
 
 struct Evaluation {
