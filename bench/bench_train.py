@@ -9,8 +9,8 @@ relu + batch norm, batch 128, SGD momentum; (c) 784-1024-1024-10 relu, batch 256
 Every implementation runs in this process with the same thread count; PyTorch rows are skipped
 when torch is not importable. Printed per configuration: median step time of each, the ratios
 (> 1: gradwatch faster), GFLOP/s as a fraction of the sgemm peak measured here, and the split of a
-gradwatch step into GEMM (the same GEMMs timed alone inside the core), the rest of the core and
-Python overhead when the network reports its own timers.
+gradwatch step into GEMM, gradwatch's own passes and overhead, from the core's opt-in step timers
+(cpp/src/step_profile.hpp), with the target "time outside GEMM <= 15% of a step" on (a)-(c).
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ CONFIGS = [
     Config("d", (64,) + (64,) * 20 + (10,), "tanh", False, 32, "sgd", 0.05, 4.0),
 ]
 INFERENCE_TARGETS = {"a": 5.0, "b": None}
+OUTSIDE_GEMM_TARGET = 0.15  # of a step, on (a)-(c)
+OUTSIDE_GEMM_KEYS = ("a", "b", "c")
 
 
 def measure(step, seconds: float, min_samples: int = 5) -> float:
@@ -73,6 +75,62 @@ def measure(step, seconds: float, min_samples: int = 5) -> float:
             step()
         samples.append((time.perf_counter() - begin) / calls)
     return statistics.median(samples)
+
+
+@dataclass(frozen=True)
+class Split:
+    step: float  # seconds per step with the timers on
+    untimed: float  # and off
+    gemm: float  # fractions of step
+    own: float  # own passes and the step's tail
+    tail: float  # of own: checks, optimiser update, running statistics
+    core_overhead: float
+    python_overhead: float
+
+    @property
+    def outside_gemm(self) -> float:
+        return 1.0 - self.gemm
+
+
+def profile_split(net, step, seconds: float, min_samples: int = 5) -> Split:
+    """The GEMM / own / overhead split of a step from the core's step timers: batches of calls
+    lasting >= 1 ms, each timed from Python and by the core, alternating with batches with the
+    timers off; the fastest batch of each (least disturbed by other processes) is reported."""
+    core = net._core
+    calls = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < 1e-3:
+        step()
+        calls += 1
+    time.sleep(SETTLE_SECONDS)
+    best = None
+    untimed = float("inf")
+    samples = 0
+    deadline = time.perf_counter() + seconds
+    try:
+        while samples < min_samples or time.perf_counter() < deadline:
+            begin = time.perf_counter()
+            for _ in range(calls):
+                step()
+            untimed = min(untimed, time.perf_counter() - begin)
+            core._set_profiling(True)  # also resets the timers
+            begin = time.perf_counter()
+            for _ in range(calls):
+                step()
+            wall = time.perf_counter() - begin
+            profile = core._profile()
+            samples += 1
+            core._set_profiling(False)
+            if best is None or wall < best[0]:
+                best = (wall, profile)
+    finally:
+        core._set_profiling(False)
+    wall, profile = best
+    total = profile["total_ns"] * 1e-9
+    gemm, tail = profile["gemm_ns"] * 1e-9, profile["tail_ns"] * 1e-9
+    own = profile["own_ns"] * 1e-9 + tail
+    return Split(wall / calls, untimed / calls, gemm / wall, own / wall, tail / wall,
+                 (total - gemm - own) / wall, (wall - total) / wall)
 
 
 def step_gemm_shapes(config: Config):
@@ -287,6 +345,7 @@ def main(argv=None) -> int:
     failures = 0
     rng = np.random.default_rng(0)
     inference_nets = {}
+    splits = {}
     for config in CONFIGS:
         if config.key not in args.config:
             continue
@@ -295,6 +354,8 @@ def main(argv=None) -> int:
         optimizer = gradwatch_optimizer(config)
         gw_time = measure(lambda: net.train_step(x, y, optimizer), seconds)
         inference_nets[config.key] = net
+        time.sleep(SETTLE_SECONDS)
+        splits[config.key] = profile_split(net, lambda: net.train_step(x, y, optimizer), seconds)
 
         torch_time = None
         if torch is not None:
@@ -331,6 +392,24 @@ def main(argv=None) -> int:
               f"{config.target_vs_torch:>7.2f}x{gemm_time * 1e3:>8.3f}ms"
               f"{gemm_time / gw_time:>8.0%}{gflops:>9.1f}{gflops / peak:>9.0%}"
               f"  {'PASS' if ok else 'FAIL'}")
+
+    print(f"\nsplit of a gradwatch step (the core's step timers, fastest batch of steps with the "
+          f"timers on and off; target: outside GEMM <= {OUTSIDE_GEMM_TARGET:.0%} on "
+          f"{', '.join(OUTSIDE_GEMM_KEYS)})")
+    header = (f"{'cfg':<4}{'timers on':>11}{'timers off':>12}{'GEMM %':>8}{'own %':>8}{'(tail)':>8}"
+              f"{'core ovh %':>11}{'py ovh %':>9}{'outside GEMM':>14}")
+    print(header)
+    print("-" * len(header))
+    for key, split in splits.items():
+        line = (f"{key:<4}{split.step * 1e3:>9.3f}ms{split.untimed * 1e3:>10.3f}ms"
+                f"{split.gemm:>8.1%}{split.own:>8.1%}{split.tail:>8.1%}"
+                f"{split.core_overhead:>11.1%}{split.python_overhead:>9.1%}"
+                f"{split.outside_gemm:>14.1%}")
+        if key in OUTSIDE_GEMM_KEYS:
+            ok = split.outside_gemm <= OUTSIDE_GEMM_TARGET
+            failures += not ok
+            line += f"  {'PASS' if ok else 'FAIL'}"
+        print(line)
 
     print("\nbatch-1 inference latency (forward of one sample, logits)")
     for key, target in INFERENCE_TARGETS.items():

@@ -519,25 +519,43 @@ def test_gradcheck_errors():
 # ---- determinism ----------------------------------------------------------------------------
 
 
-def train_100_steps(threads, thread_budget):
+# (layer sizes, MLP options, optimiser, batch, train_step options). The shapes split the hidden
+# GEMMs into 4 blocks and the passes into several tiles (100 x 160 x 160: 4 column blocks, a
+# pass over (100, 160): 4 row chunks; 64 x 192 x 192: 4 blocks, 2 chunks), so with 2 threads both
+# threads really share each phase.
+DETERMINISM_CASES = {
+    "bn_dropout_residual_momentum": (
+        [48, 160, 160, 10], dict(batchnorm=True, dropout=0.2, residual=True),
+        lambda: optim.SGD(lr=0.05, momentum=0.9), 100, dict(clip_grad_norm=5.0)),
+    "dropout_residual_adam": (
+        [64, 192, 192, 10], dict(activation="tanh", dropout=0.1, residual=True),
+        lambda: optim.Adam(lr=1e-3, weight_decay=1e-4), 64, dict(clip_grad_value=0.5)),
+    "bn_lars_mse": (
+        [48, 160, 160, 6], dict(batchnorm=True, activation="gelu", loss="mse"),
+        lambda: optim.LARS(lr=0.5, weight_decay=1e-4, trust_coefficient=0.02), 100, {}),
+}
+
+
+def train_100_steps(case, threads, thread_budget):
     thread_budget(threads)
-    # Shapes that split GEMMs into blocks and passes into several tiles.
-    net = gradwatch.MLP([48, 160, 160, 10], batchnorm=True, dropout=0.2, residual=True, seed=21)
-    opt = optim.SGD(lr=0.05, momentum=0.9)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((100, 48)).astype(np.float32)
-    y = rng.integers(0, 10, 100)
-    norms = [net.train_step(x, y, opt, clip_grad_norm=5.0)[1] for _ in range(100)]
-    return net.state_dict(), norms
+    sizes, options, make_optimizer, batch, step_options = DETERMINISM_CASES[case]
+    net = gradwatch.MLP(sizes, seed=21, **options)
+    opt = make_optimizer()
+    x, y = batch_for(net, batch)
+    norms = [net.train_step(x, y, opt, **step_options)[1] for _ in range(100)]
+    return net.state_dict(), norms, optimizer_state(opt)
 
 
-def test_100_steps_are_bitwise_identical_for_one_and_two_threads_and_runs(thread_budget):
-    two, norms_two = train_100_steps(2, thread_budget)
-    again, norms_again = train_100_steps(2, thread_budget)
-    one, norms_one = train_100_steps(1, thread_budget)
+@pytest.mark.parametrize("case", list(DETERMINISM_CASES))
+def test_100_steps_are_bitwise_identical_for_one_and_two_threads_and_runs(case, thread_budget):
+    two, norms_two, opt_two = train_100_steps(case, 2, thread_budget)
+    again, norms_again, opt_again = train_100_steps(case, 2, thread_budget)
+    one, norms_one, opt_one = train_100_steps(case, 1, thread_budget)
     assert norms_two == norms_again == norms_one
     assert_state_equal(two, again)
     assert_state_equal(two, one)
+    assert_optimizer_state_equal(opt_two, opt_again)
+    assert_optimizer_state_equal(opt_two, opt_one)
 
 
 def test_inference_is_bitwise_identical_for_one_and_two_threads(thread_budget):
@@ -604,6 +622,29 @@ def test_overflowing_gradient_names_the_first_layer_in_backward_order(dtype):
     with pytest.raises(gradwatch.NonFiniteError) as error:
         net.train_step(x, [0, 1], opt)
     assert (error.value.layer, error.value.tensor) == ("dense0", "weight gradient")
+    assert_unchanged(net, opt, before)
+
+
+def test_every_layer_non_finite_names_the_output_layer_first():
+    # Targets near float32's largest value: the mse loss (summed in double) stays finite, each
+    # row's output gradient is about -1.5e38 and the sums over 4 rows overflow in every layer;
+    # the output layer comes first in backward order, its bias gradient before its weights'.
+    net = gradwatch.MLP([3, 4, 1], loss="mse", seed=1)  # relu, which passes the gradient on
+    state = net.state_dict()
+    state["dense0.weight"] = np.full((3, 4), 1.0, np.float32)
+    state["dense1.weight"] = np.full((4, 1), 1.0, np.float32)
+    net.load_state_dict(state)
+    x = np.ones((4, 3), np.float32)
+    y = np.full((4, 1), 3e38, np.float32)
+    loss, grads = net.loss_and_gradients(x, y)
+    assert math.isfinite(loss)
+    assert not any(np.isfinite(g).all() for g in grads.values())
+    opt = optim.Adam(lr=0.01)
+    net.train_step(x, np.zeros((4, 1), np.float32), opt)  # optimiser state to keep
+    before = snapshot(net, opt)
+    with pytest.raises(gradwatch.NonFiniteError, match="bias gradient in dense1") as error:
+        net.train_step(x, y, opt)
+    assert (error.value.layer, error.value.tensor) == ("dense1", "bias gradient")
     assert_unchanged(net, opt, before)
 
 

@@ -346,7 +346,21 @@ static void register_dtype(py::module_& m, const char* name) {
              const int64_t N = batch_of(net, x);
              return probe(net, x, targets_of(net, y, N), N);
            },
-           py::arg("x"), py::arg("y"));
+           py::arg("x"), py::arg("y"))
+      // Private, for bench/bench_train.py (see Network::set_profiling and step_profile.hpp).
+      .def("_set_profiling", &Net::set_profiling, py::arg("on"))
+      .def("_profile",
+           [](const Net& net) {
+             const StepProfile p = net.profile();
+             py::dict out;
+             out["steps"] = p.steps;
+             out["total_ns"] = p.total_ns;
+             out["gemm_ns"] = p.gemm_ns;
+             out["own_ns"] = p.own_ns;
+             out["tail_ns"] = p.tail_ns;
+             return out;
+           })
+      .def("_workspace_allocations", &Net::workspace_allocations);
 }
 
 void register_network(py::module_& m) {

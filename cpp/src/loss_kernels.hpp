@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <limits>
 
+#include <omp.h>
+
 #include "gradwatch/threads.hpp"
 #include "vecmath.hpp"
 
@@ -25,6 +27,26 @@ namespace GW_ISA {
 
 // Elements per chunk of the elementwise losses: the unit of the fixed-order reduction.
 constexpr int64_t kChunk = 8192;
+
+// Runs body(i) for i in [0, count) on threads_for(work) threads. One thread, or a call from inside
+// a parallel region (gradwatch::Network's step), opens no region: libgomp allocates a team for
+// every region, even of one thread, and a training step allocates nothing. Each thread runs its
+// own copy of the closure, whose captured scalars then stay in registers (see optim_kernels.hpp).
+template <typename Body>
+inline void for_each_index(int64_t count, int64_t work, const Body& body) {
+  const int threads = threads_for(work);
+  if (threads <= 1 || omp_in_parallel()) {
+    const Body local = body;
+    for (int64_t i = 0; i < count; ++i) local(i);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const Body local = body;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < count; ++i) local(i);
+  }
+}
 
 // The largest entry of a row, -inf for a row of -inf. NaN entries are skipped here; they reach
 // the output through exp(NaN - max) = NaN in the sum.
@@ -68,28 +90,26 @@ inline void scale_row(T* y, T factor, int64_t C) {
 // y, x: (N, C)
 template <typename T>
 void softmax(T* y, const T* x, int64_t N, int64_t C) {
-#pragma omp parallel for num_threads(threads_for(N * C)) schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
+  for_each_index(N, N * C, [=](int64_t n) {
     const T* row = x + n * C;
     T* out = y + n * C;
     const T shift = row_max(row, C);
     const double sum = exp_shifted(out, row, shift, C);
     scale_row(out, static_cast<T>(1.0 / sum), C);
-  }
+  });
 }
 
 // y, x: (N, C)
 template <typename T>
 void log_softmax(T* y, const T* x, int64_t N, int64_t C) {
-#pragma omp parallel for num_threads(threads_for(N * C)) schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
+  for_each_index(N, N * C, [=](int64_t n) {
     const T* row = x + n * C;
     T* out = y + n * C;
     const T shift = row_max(row, C);
     const T log_sum = static_cast<T>(std::log(exp_shifted_sum(row, shift, C)));
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) out[c] = (row[c] - shift) - log_sum;
-  }
+  });
 }
 
 // row_loss[n] = log(sum_c exp(x[n, c] - max_n)) - (x[n, labels[n]] - max_n); labels checked by
@@ -99,8 +119,7 @@ template <typename T>
 void softmax_cross_entropy_indices(T* dlogits, double* row_loss, const T* logits,
                                    const int64_t* labels, int64_t N, int64_t C) {
   const double inv_batch = 1.0 / static_cast<double>(N);
-#pragma omp parallel for num_threads(threads_for(N * C)) schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
+  for_each_index(N, N * C, [=](int64_t n) {
     const T* row = logits + n * C;
     T* grad = dlogits + n * C;
     const int64_t label = labels[n];
@@ -112,7 +131,7 @@ void softmax_cross_entropy_indices(T* dlogits, double* row_loss, const T* logits
     const T exp_label = grad[label];
     scale_row(grad, static_cast<T>(inv_sum_batch), C);
     grad[label] = static_cast<T>(static_cast<double>(exp_label) * inv_sum_batch - inv_batch);
-  }
+  });
 }
 
 // row_loss[n] = sum_c probs[n, c] (log(sum_k exp(x[n, k] - max_n)) - (x[n, c] - max_n)),
@@ -122,8 +141,7 @@ template <typename T>
 void softmax_cross_entropy_probs(T* dlogits, double* row_loss, const T* logits, const T* probs,
                                  int64_t N, int64_t C) {
   const double inv_batch = 1.0 / static_cast<double>(N);
-#pragma omp parallel for num_threads(threads_for(N * C)) schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
+  for_each_index(N, N * C, [=](int64_t n) {
     const T* row = logits + n * C;
     const T* target = probs + n * C;
     T* grad = dlogits + n * C;
@@ -145,7 +163,7 @@ void softmax_cross_entropy_probs(T* dlogits, double* row_loss, const T* logits, 
     const T prob_factor = static_cast<T>(inv_batch);
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) grad[c] = grad[c] * exp_factor - target[c] * prob_factor;
-  }
+  });
 }
 
 // 2 atanh(s) = log((1 + s) / (1 - s)) for |s| <= 1/5, by its series 2 (s + s^3/3 + s^5/5 + ...):
@@ -190,8 +208,7 @@ void binary_cross_entropy_with_logits(T* dx, double* partials, const T* x, const
   const T one = static_cast<T>(1), two = static_cast<T>(2), three = static_cast<T>(3);
   const T half = static_cast<T>(0.5), zero = static_cast<T>(0);
   const T ln2 = static_cast<T>(0.693147180559945309417);
-#pragma omp parallel for num_threads(threads_for(E)) schedule(static)
-  for (int64_t k = 0; k < chunks; ++k) {
+  for_each_index(chunks, E, [=](int64_t k) {
     const int64_t begin = k * kChunk;
     const int64_t end = begin + kChunk < E ? begin + kChunk : E;
     double sum = 0.0;
@@ -216,7 +233,7 @@ void binary_cross_entropy_with_logits(T* dx, double* partials, const T* x, const
       dx[i] = (sigmoid - t) * inv_count;
     }
     partials[k] = sum;
-  }
+  });
 }
 
 // partials[k] = sum over chunk k of (pred - target)^2; dpred = 2 (pred - target) / E.
@@ -226,8 +243,7 @@ template <typename T>
 void mse(T* dpred, double* partials, const T* pred, const T* target, int64_t E) {
   const int64_t chunks = (E + kChunk - 1) / kChunk;
   const T two_over_count = static_cast<T>(2.0 / static_cast<double>(E));
-#pragma omp parallel for num_threads(threads_for(E)) schedule(static)
-  for (int64_t k = 0; k < chunks; ++k) {
+  for_each_index(chunks, E, [=](int64_t k) {
     const int64_t begin = k * kChunk;
     const int64_t end = begin + kChunk < E ? begin + kChunk : E;
     double sum = 0.0;
@@ -239,7 +255,7 @@ void mse(T* dpred, double* partials, const T* pred, const T* target, int64_t E) 
       dpred[i] = diff * two_over_count;
     }
     partials[k] = sum;
-  }
+  });
 }
 
 }  // namespace GW_ISA

@@ -9,8 +9,10 @@
 // single-threaded call on one of our threads.
 #define GW_ISA baseline
 #include "network_kernels.hpp"
+#include "step_profile.hpp"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -168,13 +170,14 @@ GemmJob<T> make_gemm(bool transpose_a, bool transpose_b, int64_t M, int64_t N, i
 
 // The blocks of one or two GEMMs and one more small task, shared out dynamically (every task
 // writes its own outputs, so the schedule changes no result). Orphaned: inside the step's
-// parallel region it is a worksharing loop, outside it a plain loop.
+// parallel region it is a worksharing loop, outside it a plain loop (not an orphaned dynamic
+// loop, for which libgomp allocates a work share on every call).
 template <typename T, typename Extra>
 void run_gemms(const GemmJob<T>& first, const GemmJob<T>* second, const Extra& extra) {
   const int64_t first_blocks = first.plan.blocks;
   const int64_t gemm_tasks = first_blocks + (second != nullptr ? second->plan.blocks : 0);
-#pragma omp for schedule(dynamic, 1)
-  for (int64_t task = 0; task <= gemm_tasks; ++task) {
+  const PhaseTimer timer(&StepProfile::gemm_ns);
+  const auto run_task = [&](int64_t task) {
     if (task < first_blocks) {
       first.run_block(task);
     } else if (task < gemm_tasks) {
@@ -182,7 +185,13 @@ void run_gemms(const GemmJob<T>& first, const GemmJob<T>* second, const Extra& e
     } else {
       extra();
     }
+  };
+  if (omp_get_num_threads() == 1) {
+    for (int64_t task = 0; task <= gemm_tasks; ++task) run_task(task);
+    return;
   }
+#pragma omp for schedule(dynamic, 1)
+  for (int64_t task = 0; task <= gemm_tasks; ++task) run_task(task);
 }
 
 template <typename Body>
@@ -525,6 +534,7 @@ void Network<T>::reserve(int64_t N) {
       spec_.loss == LossKind::softmax_cross_entropy ? N : ceil_div(N * C, kLossChunk);
   if (static_cast<int64_t>(loss_partials_.size()) < loss_partials) {
     loss_partials_.assign(static_cast<size_t>(loss_partials), 0.0);
+    ++workspace_allocations_;
   }
   if (N <= capacity_) return;
   // Per row: z for every layer; a, grad_out, grad_h for hidden layers; h, out and grad_z where
@@ -572,6 +582,7 @@ void Network<T>::reserve(int64_t N) {
   work_.swap(work);
   mask_work_.swap(masks);
   capacity_ = N;
+  ++workspace_allocations_;
 }
 
 // The most items any pass of a step (training or, with `training` false, inference) can share
@@ -610,6 +621,7 @@ void Network<T>::training_forward(const T* x, int64_t N) {
         make_gemm<T>(false, false, N, l.out, l.in, in, W, T(1), l.z, b, nullptr);
     run_gemms(job, static_cast<const GemmJob<T>*>(nullptr), [] {});
     if (!l.hidden) continue;
+    const PhaseTimer timer(&StepProfile::own_ns);
     const PassGrid grid(N, l.out);
     const int64_t O = l.out;
     if (l.batchnorm) {
@@ -684,6 +696,7 @@ void Network<T>::training_forward(const T* x, int64_t N) {
 
 template <typename T>
 void Network<T>::loss_forward(const Targets<T>& targets, int64_t N) {
+  const PhaseTimer timer(&StepProfile::own_ns);
 #pragma omp single
   {
     const Layer& last = layers_.back();
@@ -708,10 +721,12 @@ void Network<T>::training_backward(const T* x, int64_t N) {
     const PassGrid grid(N, O);
     T* bias_partials = bias_partials_.data();
     if (!l.hidden) {
+      const PhaseTimer timer(&StepProfile::own_ns);
       for_tiles(grid, [&](const PassTile& tile) {
         GRADWATCH_DISPATCH(network_column_sum_tile<T>, bias_partials, l.grad_z, tile, O);
       });
     } else {
+      const PhaseTimer timer(&StepProfile::own_ns);
       Layer* below = i > 0 ? &layers_[i - 1] : nullptr;
       double* sum_dy = sum_partials_.data();
       double* sum_dy_xhat = sum_dy + kMaxChunks * O;
@@ -986,6 +1001,7 @@ template <typename T>
 StepResult Network<T>::train_step(const T* x, const Targets<T>& targets, int64_t N,
                                   Optimizer<T>& optimizer, double clip_norm, double clip_value) {
   std::lock_guard<std::mutex> lock(mutex_);
+  const StepProfileScope profile_scope(profiling_ ? &profile_ : nullptr);
   require_batch(N, true);
   require_targets(targets, N);
   if (std::isnan(clip_norm) || std::isnan(clip_value)) fail("clipping thresholds must not be NaN");
@@ -993,6 +1009,7 @@ StepResult Network<T>::train_step(const T* x, const Targets<T>& targets, int64_t
   collect_stats_ = record;
   run_training(x, targets, N, true);
   collect_stats_ = false;
+  const PhaseTimer tail_timer(&StepProfile::tail_ns);
   const double norm = gradient_norm();
   const double lr = optimizer.options().lr;
   double scale = 1.0;
@@ -1258,7 +1275,10 @@ Evaluation Network<T>::evaluate(const T* x, const Targets<T>& targets, int64_t N
   const bool classes = spec_.loss == LossKind::softmax_cross_entropy;
   std::vector<double>& partials = loss_partials_;
   const int64_t most_partials = std::max(kInferenceRows, ceil_div(kInferenceRows * C, kLossChunk));
-  if (static_cast<int64_t>(partials.size()) < most_partials) partials.assign(most_partials, 0.0);
+  if (static_cast<int64_t>(partials.size()) < most_partials) {
+    partials.assign(most_partials, 0.0);
+    ++workspace_allocations_;
+  }
   T* logits = eval_grad_.data();
   T* grad = logits + kInferenceRows * C;
   double total = 0.0;
@@ -1308,6 +1328,25 @@ void Network<T>::dropout_mask(uint8_t* mask, int64_t layer, int64_t N) const {
   const DropoutStream stream{spec_.dropout_seed, dropout_step_, static_cast<uint32_t>(layer),
                              l.threshold};
   GRADWATCH_DISPATCH(network_dropout_mask, mask, 0, N * l.out, stream);
+}
+
+template <typename T>
+void Network<T>::set_profiling(bool on) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  profiling_ = on;
+  profile_ = StepProfile{};
+}
+
+template <typename T>
+StepProfile Network<T>::profile() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return profile_;
+}
+
+template <typename T>
+int64_t Network<T>::workspace_allocations() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return workspace_allocations_;
 }
 
 template class Network<float>;

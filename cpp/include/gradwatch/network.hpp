@@ -102,6 +102,16 @@ struct StepResult {
   double grad_norm;  // global L2 norm of every gradient, before clipping
 };
 
+// Private, for bench/bench_train.py: wall time of train_step calls made while profiling was on,
+// split as cpp/src/step_profile.hpp describes (total - gemm - own is the core's overhead).
+struct StepProfile {
+  int64_t steps = 0;
+  int64_t total_ns = 0;  // whole train_step calls
+  int64_t gemm_ns = 0;   // GEMM phases
+  int64_t own_ns = 0;    // gradwatch's own passes between the GEMMs
+  int64_t tail_ns = 0;   // checks, norm, optimiser update, running statistics
+};
+
 struct Evaluation {
   double loss;
   int64_t correct;  // rows (softmax) or elements (logistic) classified right; 0 for mse
@@ -195,6 +205,13 @@ class Network {
   uint64_t dropout_step() const { return dropout_step_; }
   void set_dropout_step(uint64_t step);
 
+  // Private, for the benchmark: switches the step profile on or off and resets it. Off (the
+  // default) it costs nothing measurable.
+  void set_profiling(bool on);
+  StepProfile profile() const;
+  // Private, for the tests: how often the workspace (or the loss partials) was allocated.
+  int64_t workspace_allocations() const;
+
  private:
   struct Layer;
 
@@ -256,6 +273,9 @@ class Network {
   bool inference_scales_valid_ = false;
   double loss_ = 0;
   uint64_t dropout_step_ = 0;
+  bool profiling_ = false;
+  StepProfile profile_;
+  int64_t workspace_allocations_ = 0;
   mutable std::mutex mutex_;
 };
 
