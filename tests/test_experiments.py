@@ -222,7 +222,7 @@ def test_batchnorm_on_digits_overflow_and_result():
 
 def test_registry_and_run():
     assert set(EXPERIMENTS) == {"activation_histograms", "weight_init_comparison",
-                                "batchnorm_comparison"}
+                                "batchnorm_comparison", "depth_sweep", "batchnorm_batch_size"}
     for name, function in EXPERIMENTS.items():
         assert getattr(experiments, name) is function
     assert isinstance(run("activation_histograms", layers=1, width=4, samples=3),
@@ -370,3 +370,85 @@ def test_cli_unwritable_out_exit_2(tmp_path, monkeypatch, capsys):
     assert main(["experiment", "activation_histograms", "--out", str(blocker)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m gradwatch experiment: error: ") and err.count("\n") == 1
+
+
+# --- depth_sweep ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    return experiments.depth_sweep(depths=(2, 8), width=64, samples=128, progress=False)
+
+
+def test_depth_sweep_follows_mean_field_theory(sweep):
+    assert sweep.measured_ratio.shape == (3, 3, 2, 9)
+    assert np.isnan(sweep.measured_ratio[:, :, 0, 3:]).all()
+    measured, predicted = sweep.input_ratio("measured"), sweep.input_ratio("predicted")
+    # Within a factor 2 of the prediction even where the ratio spans 60 decades.
+    assert np.all(np.abs(np.log10(measured / predicted)) < 0.3)
+    a, i = sweep.activations.index, sweep.init_labels.index
+    # std 0.01 vanishes for every activation, deeper is worse.
+    for activation in sweep.activations:
+        assert measured[a(activation), i("std 0.01"), 1] < 1e-8
+        assert measured[a(activation), i("std 0.01"), 1] < measured[a(activation),
+                                                                     i("std 0.01"), 0]
+    # ReLU with He is critical: the ratio stays of order 1 at any depth.
+    assert 0.3 < measured[a("relu"), i("He"), 1] < 3
+
+
+def test_depth_sweep_summary_dict_and_arguments(sweep):
+    text = sweep.summary()
+    assert "relu, He" in text and "depth 8" in text
+    data = sweep.to_dict()
+    json.dumps(data, allow_nan=False)
+    assert data["experiment"] == "depth_sweep" and "grad_weight_norm" not in data
+    with pytest.raises(ValueError, match="depth"):
+        experiments.depth_sweep(depths=(0,), progress=False)
+    with pytest.raises(ValueError, match="samples"):
+        experiments.depth_sweep(samples=1, progress=False)
+    with pytest.raises(ValueError, match="activation"):
+        experiments.depth_sweep(activations=("swish",), progress=False)
+    digits = experiments.depth_sweep("digits", depths=(3,), width=64, samples=64,
+                                     activations=("relu",), progress=False)
+    assert digits.data == "digits" and digits.measured_ratio.shape == (1, 3, 1, 4)
+
+
+# --- batchnorm_batch_size ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bn_batch():
+    return experiments.batchnorm_batch_size(
+        "digits", depth=6, width=64, batch_sizes=(8, 64, 256), repeats=2, train_steps=40,
+        train_batch_size=64, remedy_steps=30, remedy_batch_sizes=(16, 512), progress=False)
+
+
+def test_batchnorm_batch_size_at_initialisation(bn_batch):
+    # The gradient grows per layer at every batch size, more at small ones; theory agrees.
+    assert np.all(bn_batch.measured_growth > 1.2)
+    assert bn_batch.measured_growth[0] > bn_batch.measured_growth[-1]
+    np.testing.assert_allclose(bn_batch.measured_growth, bn_batch.predicted_growth, rtol=0.15)
+    assert bn_batch.predicted_growth[-1] == pytest.approx(
+        gradwatch.theory.batchnorm_gradient_growth(256))
+
+
+def test_batchnorm_batch_size_training_and_remedies(bn_batch):
+    assert bn_batch.train_loss.shape == bn_batch.train_growth.shape == (40,)
+    assert bn_batch.train_cosine.shape == (40,)
+    assert np.isfinite(bn_batch.train_growth).all()
+    assert bn_batch.train_loss[-5:].mean() < bn_batch.train_loss[:5].mean()
+    assert bn_batch.remedy_loss.shape == (5, 2, 30)
+    np.testing.assert_allclose(bn_batch.remedy_lr, [0.1 * 16 / 256, 0.1 * 512 / 256])
+    text = bn_batch.summary()
+    for remedy in bn_batch.remedies:
+        assert remedy in text
+    json.dumps(bn_batch.to_dict(), allow_nan=False)
+
+
+def test_batchnorm_batch_size_arguments():
+    with pytest.raises(ValueError, match="depth must be >= 3"):
+        experiments.batchnorm_batch_size("digits", depth=2, progress=False)
+    with pytest.raises(ValueError, match="batch_sizes must be >= 4"):
+        experiments.batchnorm_batch_size("digits", batch_sizes=(2, 8), progress=False)
+    with pytest.raises(ValueError, match="exceeds"):
+        experiments.batchnorm_batch_size("digits", batch_sizes=(4096,), progress=False)

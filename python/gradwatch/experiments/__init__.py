@@ -15,14 +15,18 @@ has them (and refuses ``--data`` / ``--data-dir`` for the others); :func:`load_d
 from __future__ import annotations
 
 from gradwatch._validation import choice
-from gradwatch.experiments.batchnorm import BatchnormComparison, batchnorm_comparison
 from gradwatch.experiments.base import ExperimentResult, load_data
+from gradwatch.experiments.batchnorm import BatchnormComparison, batchnorm_comparison
+from gradwatch.experiments.bn_batch_size import BatchnormBatchSize, batchnorm_batch_size
+from gradwatch.experiments.depth import DepthSweep, depth_sweep
 from gradwatch.experiments.histograms import ActivationHistograms, activation_histograms
 from gradwatch.experiments.weight_init import WeightInitComparison, weight_init_comparison
 
 EXPERIMENTS = {
     "activation_histograms": activation_histograms,
+    "batchnorm_batch_size": batchnorm_batch_size,
     "batchnorm_comparison": batchnorm_comparison,
+    "depth_sweep": depth_sweep,
     "weight_init_comparison": weight_init_comparison,
 }
 """Experiment name -> function (keyword arguments only, returning an ExperimentResult)."""
@@ -42,11 +46,15 @@ def run(name: str, **kwargs) -> ExperimentResult:
 __all__ = [
     "EXPERIMENTS",
     "ActivationHistograms",
+    "BatchnormBatchSize",
     "BatchnormComparison",
+    "DepthSweep",
     "ExperimentResult",
     "WeightInitComparison",
     "activation_histograms",
+    "batchnorm_batch_size",
     "batchnorm_comparison",
+    "depth_sweep",
     "load_data",
     "run",
     "weight_init_comparison",
