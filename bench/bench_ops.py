@@ -130,7 +130,12 @@ def np_activation_forward(x, kind):
 
 def np_activation_backward(grad_y, x, kind):
     if kind == "identity":
-        return grad_y.copy()
+        # As gradwatch: NaN in x gives NaN (the kernel reads x for that), inf in x does not
+        # (0 * x or x - x would turn it into NaN). Fastest of np.where(np.isnan(x), ...) and
+        # copyto(where=): a copy, then the usually empty NaN mask.
+        grad_x = grad_y.copy()
+        grad_x[np.isnan(x)] = np.nan
+        return grad_x
     if kind == "sigmoid":
         s = np_sigmoid(x)
         return grad_y * s * (1.0 - s)

@@ -135,18 +135,23 @@ GW_ALWAYS_INLINE T leaky_relu_backward_from_output(T dy, T y, T alpha) {
 
 // ---- elu -------------------------------------------------------------------------------------
 // elu(x) = x for x > 0, alpha expm1(x) otherwise (expm1: accurate near 0). The exponential
-// sees min(x, 0), the only arguments it takes; x itself is returned at +-0 to keep its sign.
+// sees -min(|x|, 40) (expm1 is -1 below -40), clamped on the bit pattern: with selects on x
+// before the exponential GCC's jump threading would compute it once per outcome. The final
+// select returns x itself at +-0 (keeping its sign) and for NaN.
+template <typename T>
+GW_ALWAYS_INLINE T expm1_of_negative_magnitude(T x) {
+  return expm1_nonpositive_in_range(-min_of_magnitude(x, -kExpm1MinusOneBelow<T>));
+}
 template <typename T>
 GW_ALWAYS_INLINE T elu_forward(T x, T alpha) {
-  const T negative_part = x > static_cast<T>(0) ? static_cast<T>(0) : x;
-  return x >= static_cast<T>(0) ? x : alpha * vexpm1_nonpositive(negative_part);
+  return x < static_cast<T>(0) ? alpha * expm1_of_negative_magnitude(x) : x;
 }
 // elu'(x) = 1 for x > 0, alpha exp(x) otherwise: elu'(0) = alpha, PyTorch's x <= 0 branch.
+// exp(-|x|) is exp(x) where it is used, and passes NaN on.
 template <typename T>
 GW_ALWAYS_INLINE T elu_backward(T dy, T x, T alpha) {
-  const T negative_part = x > static_cast<T>(0) ? static_cast<T>(0) : x;
-  return dy *
-         (x > static_cast<T>(0) ? static_cast<T>(1) : alpha * vexp_nonpositive(negative_part));
+  const T negative_slope = alpha * vexp_nonpositive(-std::fabs(x));
+  return dy * (x > static_cast<T>(0) ? static_cast<T>(1) : negative_slope);
 }
 // For alpha > 0 only: alpha exp(x) = y + alpha where y <= 0.
 template <typename T>
@@ -156,19 +161,17 @@ GW_ALWAYS_INLINE T elu_backward_from_output(T dy, T y, T alpha) {
 
 // ---- selu ------------------------------------------------------------------------------------
 // selu(x) = scale x for x > 0, scale alpha expm1(x) otherwise, scale alpha as one constant
-// (at +-0 scale x, which keeps the sign).
+// (at +-0 scale x, which keeps the sign); the exponentials as in elu.
 template <typename T>
 GW_ALWAYS_INLINE T selu_forward(T x) {
-  const T negative_part = x > static_cast<T>(0) ? static_cast<T>(0) : x;
-  return x >= static_cast<T>(0) ? kSeluScale<T> * x
-                                : kSeluScaleAlpha<T> * vexpm1_nonpositive(negative_part);
+  return x < static_cast<T>(0) ? kSeluScaleAlpha<T> * expm1_of_negative_magnitude(x)
+                               : kSeluScale<T> * x;
 }
 // selu'(0) = scale alpha (PyTorch's choice).
 template <typename T>
 GW_ALWAYS_INLINE T selu_backward(T dy, T x) {
-  const T negative_part = x > static_cast<T>(0) ? static_cast<T>(0) : x;
-  return dy * (x > static_cast<T>(0) ? kSeluScale<T>
-                                     : kSeluScaleAlpha<T> * vexp_nonpositive(negative_part));
+  const T negative_slope = kSeluScaleAlpha<T> * vexp_nonpositive(-std::fabs(x));
+  return dy * (x > static_cast<T>(0) ? kSeluScale<T> : negative_slope);
 }
 template <typename T>
 GW_ALWAYS_INLINE T selu_backward_from_output(T dy, T y) {
@@ -349,20 +352,29 @@ void visit_kind(Activation kind, const F& f) {
 // vector body or the scalar remainder of a loop never depends on the thread count.
 constexpr int64_t kActivationBlock = 4096;
 
+// One compiled copy of a block's loop, called by the serial and the parallel path alike: inlined
+// into both, GCC may compile the two differently (e.g. where a NaN's sign bit comes from), and
+// the bits would then depend on the thread count.
+#if defined(__GNUC__)
+#define GW_NOINLINE __attribute__((noinline))
+#else
+#define GW_NOINLINE
+#endif
+template <typename Body>
+GW_NOINLINE void run_block(const Body& body, int64_t block, int64_t n) {
+  body(block * kActivationBlock, std::min(n, (block + 1) * kActivationBlock));
+}
+
 template <typename Body>
 void for_each_block(int64_t n, const Body& body) {
   const int64_t blocks = (n + kActivationBlock - 1) / kActivationBlock;
   const int threads = threads_for(n);
   if (threads <= 1) {
-    for (int64_t b = 0; b < blocks; ++b) {
-      body(b * kActivationBlock, std::min(n, (b + 1) * kActivationBlock));
-    }
+    for (int64_t b = 0; b < blocks; ++b) run_block(body, b, n);
     return;
   }
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t b = 0; b < blocks; ++b) {
-    body(b * kActivationBlock, std::min(n, (b + 1) * kActivationBlock));
-  }
+  for (int64_t b = 0; b < blocks; ++b) run_block(body, b, n);
 }
 
 // y = f(x).  y, x: (n)
