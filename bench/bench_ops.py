@@ -63,7 +63,7 @@ QUICK_DENSE_SIZES = DENSE_SIZES[:2]
 # The targets apply from this many elements of x on (256 x 1024).
 TARGET_MIN_ELEMENTS = 256 * 1024
 TARGET_THREADS = 2
-SETTLE_SECONDS = 0.15
+SETTLE_SECONDS = 0.25
 
 BN_EPS = 1e-5
 LEAKY_SLOPE = 0.01
@@ -353,8 +353,10 @@ def compare(got, want, dtype):
 
 def measure(function, seconds, min_samples):
     """Median seconds per call: warm-up, then samples of >= 1 ms each for ~`seconds` in all."""
-    # Idle OpenBLAS threads spin for ~0.1 s (THREAD_TIMEOUT) before they sleep: with two
-    # OpenBLAS copies (NumPy's, gradwatch's) on two cores, the last one used would steal time.
+    # Idle threads spin before they sleep: OpenBLAS's for THREAD_TIMEOUT (2^28 cycles, measured
+    # 0.10-0.125 s of CPU here, in both OpenBLAS copies: NumPy's and gradwatch's), libgomp's for
+    # GOMP_SPINCOUNT (measured 4-8 ms). The pause outlasts both, so no kernel is timed against
+    # the spinning threads of the one timed before it.
     time.sleep(SETTLE_SECONDS)
     function()
     start = time.perf_counter()

@@ -1,5 +1,6 @@
 #define GW_ISA baseline
 #include "dense_kernels.hpp"
+#include "gemm_blocks.hpp"
 
 #include <stdexcept>
 #include <string>
@@ -11,14 +12,11 @@
 namespace gradwatch {
 
 namespace baseline {
-template void broadcast_rows<float>(float*, const float*, int64_t, int64_t);
-template void broadcast_rows<double>(double*, const double*, int64_t, int64_t);
 template void column_sum<float>(float*, const float*, int64_t, int64_t);
 template void column_sum<double>(double*, const double*, int64_t, int64_t);
 }  // namespace baseline
 
 namespace avx2 {
-template <typename T> void broadcast_rows(T* y, const T* b, int64_t N, int64_t O);
 template <typename T> void column_sum(T* sums, const T* a, int64_t N, int64_t O);
 }  // namespace avx2
 
@@ -26,12 +24,6 @@ template <typename T> void column_sum(T* sums, const T* a, int64_t N, int64_t O)
 // are bound by memory. No AVX-512 variant: a wider vector cannot beat memory either, and the
 // gain in cache was not measurable on the AVX2-only machines we have, so an AVX-512 CPU runs
 // the AVX2 code.
-template <typename T>
-static void dispatch_broadcast_rows(T* y, const T* b, int64_t N, int64_t O) {
-  if (simd_level() == SimdLevel::baseline) baseline::broadcast_rows(y, b, N, O);
-  else avx2::broadcast_rows(y, b, N, O);
-}
-
 template <typename T>
 static void dispatch_column_sum(T* sums, const T* a, int64_t N, int64_t O) {
   if (simd_level() == SimdLevel::baseline) baseline::column_sum(sums, a, N, O);
@@ -48,24 +40,30 @@ void check_dense_sizes(int64_t N, int64_t I, int64_t O) {
   }
 }
 
+// The GEMMs run as blocks fixed by the shapes, each a single-threaded OpenBLAS call on one of our
+// threads (gemm_blocks.hpp): OpenBLAS's own threads never compete with ours, and every result
+// is the same on any thread count.
 template <typename T>
 void dense_forward(T* y, const T* x, const T* W, const T* b, int64_t N, int64_t I, int64_t O) {
   check_dense_sizes(N, I, O);
-  // The bias goes in as GEMM's starting value (beta = 1). OpenBLAS makes a pass over y for any
-  // beta != 1 (to scale or zero it), so the broadcast replaces that pass instead of adding one.
-  // Measured against GEMM with beta = 0 followed by a pass adding b: as fast or slightly faster
-  // (64 x 64 x 64: 8.5 vs 8.9 us in float32), no difference above the noise at 256 x 1024 x 1024.
-  if (b != nullptr) dispatch_broadcast_rows(y, b, N, O);
-  gemm<T>(false, false, N, O, I, T(1), x, I, W, O, b != nullptr ? T(1) : T(0), y, O);
+  // With a bias, each block of y first gets the bias rows and its GEMM adds x @ W to them
+  // (beta = 1): no pass over y of its own, and the rows are still in cache for the GEMM.
+  const GemmJob<T> job =
+      gemm_job<T>(false, false, N, O, I, x, W, b != nullptr ? T(1) : T(0), y, b);
+  run_gemms_in_team(job, static_cast<const GemmJob<T>*>(nullptr), [] {});
 }
 
 template <typename T>
 void dense_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int64_t N,
                     int64_t I, int64_t O) {
   check_dense_sizes(N, I, O);
-  if (dx != nullptr) gemm<T>(false, true, N, I, O, T(1), dy, O, W, O, T(0), dx, I);
-  gemm<T>(true, false, I, O, N, T(1), x, I, dy, O, T(0), dW, O);
-  if (db != nullptr) dispatch_column_sum(db, dy, N, O);
+  const GemmJob<T> grad_W = gemm_job<T>(true, false, I, O, N, x, dy, T(0), dW, nullptr);
+  GemmJob<T> grad_x{};
+  if (dx != nullptr) grad_x = gemm_job<T>(false, true, N, I, O, dy, W, T(0), dx, nullptr);
+  // The bias gradient, a pass over dy, is one more task of the same team.
+  run_gemms_in_team(grad_W, dx != nullptr ? &grad_x : nullptr, [&] {
+    if (db != nullptr) dispatch_column_sum(db, dy, N, O);
+  });
 }
 
 template void dense_forward<float>(float*, const float*, const float*, const float*, int64_t,

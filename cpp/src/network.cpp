@@ -6,17 +6,13 @@
 // loop over items fixed by the shapes alone (GEMM blocks, tiles of rows x features), so which
 // thread runs an item never changes a bit of its result. OpenBLAS is made single-threaded for
 // the duration (its threaded GEMM partitions by the thread count): each GEMM block is one
-// single-threaded call on one of our threads.
+// single-threaded call on one of our threads (gemm_blocks.hpp).
 #define GW_ISA baseline
 #include "network_kernels.hpp"
 #include "step_profile.hpp"
 
-#include <cblas.h>
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <optional>
 #include <stdexcept>
@@ -27,6 +23,7 @@
 #include "gradwatch/network.hpp"
 #include "gradwatch/telemetry.hpp"
 #include "gradwatch/threads.hpp"
+#include "gemm_blocks.hpp"
 
 namespace gradwatch {
 
@@ -46,14 +43,6 @@ constexpr int64_t kPassMinTiles = 4;
 constexpr int64_t kPassMinBlockWidth = 256;
 // Elements per thread below which a pass alone is not worth a team (threads.hpp's threads_for).
 constexpr int64_t kPassMinTileWork = 16384;
-// A GEMM of M x N x K multiply-adds is split in up to kMaxGemmBlocks blocks of rows or columns
-// (the larger output dimension), halving while each block keeps kGemmBlockWork multiply-adds
-// and kGemmMinSplit rows or columns. Each block packs the operand it shares with the others
-// again: on 2 cores 4 blocks beat 8 (784-1024-1024-10, batch 256: 16.6 against 17.4 ms a step)
-// and 2 (18.5 ms), whose halves finish unevenly.
-constexpr int64_t kMaxGemmBlocks = 4;
-constexpr int64_t kGemmBlockWork = int64_t(1) << 17;
-constexpr int64_t kGemmMinSplit = 16;
 // Rows per inference chunk: memory does not grow with the batch.
 constexpr int64_t kInferenceRows = 256;
 // Elements per partial sum of the elementwise losses (loss_kernels.hpp's kChunk).
@@ -89,109 +78,31 @@ struct PassGrid {
   }
 };
 
-struct GemmPlan {
-  bool split_rows;
-  int64_t step, blocks;
-};
-
-GemmPlan plan_gemm(int64_t M, int64_t N, int64_t K) {
-  const bool split_rows = M >= N;
-  const int64_t dim = split_rows ? M : N;
-  const int64_t work = M * N * K;
-  int64_t blocks = 1;
-  while (blocks < kMaxGemmBlocks && work / (2 * blocks) >= kGemmBlockWork &&
-         dim / (2 * blocks) >= kGemmMinSplit) {
-    blocks *= 2;
-  }
-  // Column blocks start on 64-byte lines of float (no line is written by two blocks); row
-  // blocks are multiples of 4 rows, as even as that allows.
-  const int64_t step = round_up(ceil_div(dim, blocks), split_rows ? 4 : 16);
-  return {split_rows, step, ceil_div(dim, step)};
+// The network's GEMM blocks may use its own few-row GEMM (used only with neither operand
+// transposed, where B is a weight matrix: params_ keeps kSmallGemmPadding values after the last)
+// and, with sumsq, record the sum of squares of each block.
+template <typename T>
+void small_gemm(T* C, const T* A, const T* B, int64_t M, int64_t N, int64_t K, int64_t lda,
+                int64_t ldb, int64_t ldc, bool accumulate) {
+  GRADWATCH_DISPATCH(network_small_gemm<T>, C, A, B, M, N, K, lda, ldb, ldc, accumulate);
 }
 
-// C = op(A) @ op(B) + beta C in plan.blocks independent single-threaded calls; with bias, each
-// block of C first gets the bias rows (beta must be 1). With sumsq, sumsq[block] = the sum of
-// squares of the block of C, computed while it is in cache.
 template <typename T>
-struct GemmJob {
-  bool transpose_a, transpose_b;
-  int64_t M, N, K;
-  const T* A;
-  int64_t lda;
-  const T* B;
-  int64_t ldb;
-  T beta;
-  T* C;
-  int64_t ldc;
-  const T* bias;
-  double* sumsq;
-  GemmPlan plan;
-
-  void run_block(int64_t block) const {
-    const int64_t dim = plan.split_rows ? M : N;
-    const int64_t lo = block * plan.step;
-    const int64_t hi = std::min(dim, lo + plan.step);
-    const T* a = A;
-    const T* b = B;
-    T* c = C;
-    int64_t m = M, n = N, col0 = 0;
-    if (plan.split_rows) {
-      a = transpose_a ? A + lo : A + lo * lda;
-      c = C + lo * ldc;
-      m = hi - lo;
-    } else {
-      b = transpose_b ? B + lo * ldb : B + lo;
-      c = C + lo;
-      n = hi - lo;
-      col0 = lo;
-    }
-    if (bias != nullptr) {
-      for (int64_t r = 0; r < m; ++r) {
-        std::memcpy(c + r * ldc, bias + col0, static_cast<size_t>(n) * sizeof(T));
-      }
-    }
-    if (!transpose_a && !transpose_b && m <= kSmallGemmRows) {
-      GRADWATCH_DISPATCH(network_small_gemm<T>, c, a, b, m, n, K, lda, ldb, ldc, beta != T(0));
-    } else {
-      gemm<T>(transpose_a, transpose_b, m, n, K, T(1), a, lda, b, ldb, beta, c, ldc);
-    }
-    if (sumsq != nullptr) GRADWATCH_DISPATCH(network_sum_of_squares<T>, sumsq + block, c, m, n, ldc);
-  }
-};
+void sum_of_squares(double* sum, const T* C, int64_t M, int64_t N, int64_t ldc) {
+  GRADWATCH_DISPATCH(network_sum_of_squares<T>, sum, C, M, N, ldc);
+}
 
 template <typename T>
 GemmJob<T> make_gemm(bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K,
                      const T* A, const T* B, T beta, T* C, const T* bias, double* sumsq) {
-  const int64_t lda = transpose_a ? M : K;
-  const int64_t ldb = transpose_b ? K : N;
-  return {transpose_a, transpose_b, M, N, K, A, lda, B, ldb, beta, C, N, bias, sumsq,
-          plan_gemm(M, N, K)};
-}
-
-// The blocks of one or two GEMMs and one more small task, shared out dynamically (every task
-// writes its own outputs, so the schedule changes no result). Orphaned: inside the step's
-// parallel region it is a worksharing loop, outside it a plain loop (not an orphaned dynamic
-// loop, for which libgomp allocates a work share on every call).
-template <typename T, typename Extra>
-void run_gemms(const GemmJob<T>& first, const GemmJob<T>* second, const Extra& extra) {
-  const int64_t first_blocks = first.plan.blocks;
-  const int64_t gemm_tasks = first_blocks + (second != nullptr ? second->plan.blocks : 0);
-  const PhaseTimer timer(&StepProfile::gemm_ns);
-  const auto run_task = [&](int64_t task) {
-    if (task < first_blocks) {
-      first.run_block(task);
-    } else if (task < gemm_tasks) {
-      second->run_block(task - first_blocks);
-    } else {
-      extra();
-    }
-  };
-  if (omp_get_num_threads() == 1) {
-    for (int64_t task = 0; task <= gemm_tasks; ++task) run_task(task);
-    return;
+  GemmJob<T> job = gemm_job<T>(transpose_a, transpose_b, M, N, K, A, B, beta, C, bias);
+  job.small_gemm = &small_gemm<T>;
+  job.small_gemm_rows = kSmallGemmRows;
+  if (sumsq != nullptr) {
+    job.sum_of_squares = &sum_of_squares<T>;
+    job.sumsq = sumsq;
   }
-#pragma omp for schedule(dynamic, 1)
-  for (int64_t task = 0; task <= gemm_tasks; ++task) run_task(task);
+  return job;
 }
 
 template <typename Body>
@@ -209,39 +120,6 @@ void run_parallel(int threads, const Body& body) {
 #pragma omp parallel num_threads(threads)
   body();
 }
-
-// OpenBLAS runs single-threaded while any network call is in progress (see the file comment);
-// the count it had is restored when the last one ends.
-class BlasSingleThreaded {
- public:
-  BlasSingleThreaded() {
-    std::lock_guard<std::mutex> lock(mutex());
-    if (depth()++ == 0) {
-      saved() = scipy_openblas_get_num_threads();
-      if (saved() != 1) scipy_openblas_set_num_threads(1);
-    }
-  }
-  ~BlasSingleThreaded() {
-    std::lock_guard<std::mutex> lock(mutex());
-    if (--depth() == 0 && saved() != 1) scipy_openblas_set_num_threads(saved());
-  }
-  BlasSingleThreaded(const BlasSingleThreaded&) = delete;
-  BlasSingleThreaded& operator=(const BlasSingleThreaded&) = delete;
-
- private:
-  static std::mutex& mutex() {
-    static std::mutex m;
-    return m;
-  }
-  static int& depth() {
-    static int d = 0;
-    return d;
-  }
-  static int& saved() {
-    static int s = 1;
-    return s;
-  }
-};
 
 template <typename T>
 bool all_finite(const T* a, int64_t n) {

@@ -93,7 +93,9 @@ def dense_forward(x, w, b=None) -> np.ndarray:
     Notes
     -----
     The product runs in OpenBLAS's GEMM with the bias as its starting value, so NaN and inf
-    propagate as BLAS propagates them. Non-contiguous or list inputs are copied once.
+    propagate as BLAS propagates them. The GEMM is split into blocks fixed by the shapes, each
+    a single-threaded OpenBLAS call on one of gradwatch's threads, so the result is bitwise the
+    same for any thread count. Non-contiguous or list inputs are copied once.
 
     References
     ----------
@@ -146,10 +148,9 @@ def dense_backward(grad_y, x, w) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Notes
     -----
-    grad_b sums the rows in a fixed order (chunks of 64 rows, then the chunk sums), so it is
-    bitwise the same for any thread count. grad_x and grad_w come from OpenBLAS's GEMM, which
-    splits the work by thread count and may round differently with a different number of
-    threads (deterministic for a given count).
+    grad_b sums the rows in a fixed order (chunks of 64 rows, then the chunk sums). grad_x and
+    grad_w come from OpenBLAS's GEMM, split into blocks fixed by the shapes, each one
+    single-threaded call. So every output is bitwise the same for any thread count.
 
     References
     ----------

@@ -1,8 +1,8 @@
 // Dense (fully connected) layers: y = x @ W + b, with W stored (fan_in, fan_out).
 // N = batch, I = fan_in, O = fan_out. Arrays are row-major and contiguous.
-// The GEMMs run in OpenBLAS (gradwatch::gemm); the bias and its gradient are our own kernels.
-// Every result is bitwise the same for any thread count of our kernels (the bias gradient sums
-// rows in a fixed order); the GEMMs are OpenBLAS's, see dense_backward.
+// The GEMMs run in OpenBLAS (gradwatch::gemm), as blocks fixed by the shapes, each one
+// single-threaded call on one of our OpenMP threads; the bias gradient is our own kernel and
+// sums rows in a fixed order. So every result is bitwise the same for any thread count.
 #pragma once
 
 #include <cstdint>

@@ -3,8 +3,6 @@
 
 namespace gradwatch {
 namespace avx2 {
-template void broadcast_rows<float>(float*, const float*, int64_t, int64_t);
-template void broadcast_rows<double>(double*, const double*, int64_t, int64_t);
 template void column_sum<float>(float*, const float*, int64_t, int64_t);
 template void column_sum<double>(double*, const double*, int64_t, int64_t);
 }  // namespace avx2
