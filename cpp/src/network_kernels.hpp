@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "activations_kernels.hpp"
 #include "batchnorm_kernels.hpp"
@@ -256,10 +257,22 @@ void network_sum_of_squares(double* sum, const T* a, int64_t rows, int64_t cols,
   for (int64_t r = 0; r < rows; ++r) {
     const T* row = a + r * stride;
     double row_sum = 0.0;
+    if constexpr (std::is_same_v<T, float>) {
+      // In float lanes, trusted as telemetry's row sums are (telemetry_kernels.hpp): a row
+      // outside [kFloatSquaresLow, kFloatSquaresHigh] (zero, tiny, huge, NaN) is summed again
+      // in double, so an overflow of float never makes a finite norm infinite.
+      float float_sum = 0.0f;
+#pragma omp simd reduction(+ : float_sum)
+      for (int64_t j = 0; j < cols; ++j) float_sum += row[j] * row[j];
+      row_sum = static_cast<double>(float_sum);
+    }
+    if (!std::is_same_v<T, float> || !float_squares_trusted(row_sum)) {
+      row_sum = 0.0;
 #pragma omp simd reduction(+ : row_sum)
-    for (int64_t j = 0; j < cols; ++j) {
-      const double v = static_cast<double>(row[j]);
-      row_sum += v * v;
+      for (int64_t j = 0; j < cols; ++j) {
+        const double v = static_cast<double>(row[j]);
+        row_sum += v * v;
+      }
     }
     total += row_sum;
   }

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "gradwatch/activations.hpp"
 #include "network_passes.hpp"
@@ -34,13 +35,37 @@ constexpr bool telemetry_can_die(Activation kind) {
   return kind == Activation::relu || kind == Activation::leaky_relu;
 }
 
-// 1 for an entry of a outside the band of kKind; NaN is not saturated.
-template <Activation kKind>
-GW_ALWAYS_INLINE int64_t saturated_element(double a) {
+// The band of kKind in T: for float, the edges are the floats nearest inside the double band,
+// so that comparing a float with them decides exactly as comparing it, widened, with the
+// double edges (a < 0.01 exactly when a < low, the smallest float >= 0.01).
+template <typename T>
+struct SaturationBand {
+  T low, high;
+};
+template <typename T>
+inline SaturationBand<T> saturation_band(double low, double high) {
+  T l = static_cast<T>(low), h = static_cast<T>(high);
+  if (static_cast<double>(l) < low) l = std::nextafter(l, static_cast<T>(1));
+  if (static_cast<double>(h) > high) h = std::nextafter(h, static_cast<T>(0));
+  return {l, h};
+}
+
+// The band of kKind in T, computed once (tanh: [-0.99, 0.99]; kinds that do not saturate: unused).
+template <Activation kKind, typename T>
+SaturationBand<T> kind_band() {
+  static const SaturationBand<T> band =
+      kKind == Activation::sigmoid ? saturation_band<T>(kSigmoidSaturatedLow, kSigmoidSaturatedHigh)
+                                   : saturation_band<T>(-kTanhSaturated, kTanhSaturated);
+  return band;
+}
+
+// 1 for an entry of a outside the band of kKind (tanh: |a| > band.high); NaN is not saturated.
+template <Activation kKind, typename T>
+GW_ALWAYS_INLINE int saturated_element(T a, const SaturationBand<T>& band) {
   if constexpr (kKind == Activation::sigmoid) {
-    return static_cast<int64_t>((a < kSigmoidSaturatedLow) | (a > kSigmoidSaturatedHigh));
+    return static_cast<int>((a < band.low) | (a > band.high));
   } else if constexpr (kKind == Activation::tanh) {
-    return static_cast<int64_t>((a > kTanhSaturated) | (a < -kTanhSaturated));
+    return static_cast<int>((a > band.high) | (a < -band.high));
   } else {
     return 0;
   }
@@ -48,8 +73,48 @@ GW_ALWAYS_INLINE int64_t saturated_element(double a) {
 
 // 1 for NaN or infinity (v - v is 0 exactly for finite v), branch-free.
 template <typename T>
-GW_ALWAYS_INLINE int64_t nonfinite_element(T v) {
-  return static_cast<int64_t>(!((v - v) == static_cast<T>(0)));
+GW_ALWAYS_INLINE int nonfinite_element(T v) {
+  return static_cast<int>(!((v - v) == static_cast<T>(0)));
+}
+
+// A float row's sums of squares, added in float lanes (8 per AVX2 vector, each lane adding at
+// most O / 8 terms: relative error ~1e-6, far inside the float32 tolerance of the statistics),
+// are trusted inside [kFloatSquaresLow, kFloatSquaresHigh]: there no term overflows and the
+// terms lost to float underflow are negligible. A row outside it (zero, tiny, huge, NaN) is
+// summed again in double, so that extreme values give the same statistics as before.
+constexpr double kFloatSquaresLow = 1e-30;
+constexpr double kFloatSquaresHigh = 1e30;
+
+GW_ALWAYS_INLINE bool float_squares_trusted(double squares) {
+  return squares >= kFloatSquaresLow && squares <= kFloatSquaresHigh;
+}
+
+// The sums of one row [f0, f1) in accumulators of type Acc (T or double); counts in int
+// (a row has fewer than 2^31 entries).
+template <Activation kKind, typename Acc, typename T, typename Preact>
+GW_ALWAYS_INLINE void telemetry_row_sums(Acc (&sums)[4], int& saturated, int& nonfinite,
+                                         const T* z, const T* a, int64_t f0, int64_t f1,
+                                         const Preact& preact) {
+  Acc preact_sum = 0, preact_squares = 0, act_sum = 0, act_squares = 0;
+  int saturated_count = 0, nonfinite_count = 0;
+  const SaturationBand<Acc> band = kind_band<kKind, Acc>();
+#pragma omp simd reduction(+ : preact_sum, preact_squares, act_sum, act_squares, saturated_count, nonfinite_count)
+  for (int64_t j = f0; j < f1; ++j) {
+    const Acc h = static_cast<Acc>(preact(j));
+    const Acc y = static_cast<Acc>(a[j]);
+    preact_sum += h;
+    preact_squares += h * h;
+    act_sum += y;
+    act_squares += y * y;
+    saturated_count += saturated_element<kKind>(y, band);
+    nonfinite_count += nonfinite_element(z[j]) + nonfinite_element(a[j]);
+  }
+  sums[0] = preact_sum;
+  sums[1] = preact_squares;
+  sums[2] = act_sum;
+  sums[3] = act_squares;
+  saturated = saturated_count;
+  nonfinite = nonfinite_count;
 }
 
 // A tile starts: its part of the chunk's alive flags (and unit sums, when it spans whole rows)
@@ -73,8 +138,6 @@ template <Activation kKind, typename T, typename Preact>
 GW_ALWAYS_INLINE void telemetry_row(double* acc, int64_t& nonzero, const ForwardStatsArgs& s,
                                     const T* z, const T* a, const PassTile& t, int64_t O,
                                     bool whole_rows, const Preact& preact) {
-  double preact_sum = 0.0, preact_squares = 0.0, act_sum = 0.0, act_squares = 0.0;
-  int64_t saturated = 0, nonfinite = 0;
   uint8_t* alive = s.alive != nullptr ? s.alive + t.chunk * O : nullptr;
   if constexpr (telemetry_can_die(kKind)) {
     if (alive != nullptr) {
@@ -84,17 +147,20 @@ GW_ALWAYS_INLINE void telemetry_row(double* acc, int64_t& nonzero, const Forward
       }
     }
   }
-#pragma omp simd reduction(+ : preact_sum, preact_squares, act_sum, act_squares, saturated, nonfinite)
-  for (int64_t j = t.f0; j < t.f1; ++j) {
-    const double h = static_cast<double>(preact(j));
-    const double y = static_cast<double>(a[j]);
-    preact_sum += h;
-    preact_squares += h * h;
-    act_sum += y;
-    act_squares += y * y;
-    saturated += saturated_element<kKind>(y);
-    nonfinite += nonfinite_element(z[j]) + nonfinite_element(a[j]);
+  int saturated = 0, nonfinite = 0;
+  double sums[4];
+  if constexpr (std::is_same_v<T, float>) {
+    float float_sums[4];
+    telemetry_row_sums<kKind, float>(float_sums, saturated, nonfinite, z, a, t.f0, t.f1, preact);
+    for (int k = 0; k < 4; ++k) sums[k] = static_cast<double>(float_sums[k]);
+    if (!(float_squares_trusted(sums[1]) && float_squares_trusted(sums[3]))) {
+      telemetry_row_sums<kKind, double>(sums, saturated, nonfinite, z, a, t.f0, t.f1, preact);
+    }
+  } else {
+    telemetry_row_sums<kKind, double>(sums, saturated, nonfinite, z, a, t.f0, t.f1, preact);
   }
+  const double preact_sum = sums[0], preact_squares = sums[1], act_sum = sums[2];
+  const double act_squares = sums[3];
   acc[kPreactSum] += preact_sum;
   acc[kPreactSquares] += preact_squares;
   acc[kActSum] += act_sum;
