@@ -121,6 +121,9 @@ void forward_rows(const HiddenForwardArgs<T>& p, const PassTile& t) {
   double stats[kTileSums] = {};
   int64_t nonzero_rows = 0;
   if (p.stats != nullptr) telemetry_start_tile(*p.stats, t, p.O, whole_rows);
+  // The activation's input, when it is stored: z without batch norm, else the kept h.
+  const T* stored_preact = p.scale == nullptr ? p.z : p.h;
+  const bool flat_stats = p.stats != nullptr && whole_rows && stored_preact != nullptr;
   for (int64_t r = t.r0; r < t.r1; ++r) {
     const int64_t at = r * p.O;
     if (p.generate_mask) dropout_mask_range(p.mask, at + t.f0, at + t.f1, p.dropout);
@@ -146,9 +149,12 @@ void forward_rows(const HiddenForwardArgs<T>& p, const PassTile& t) {
       }
     }
     finish_row(p, r, t.f0, t.f1);
-    if (p.stats != nullptr) {
+    if (p.stats != nullptr && !flat_stats) {
       telemetry_forward_row<kKind>(stats, nonzero_rows, p, r, t, whole_rows);
     }
+  }
+  if (flat_stats) {
+    telemetry_flat_tile<kKind>(stats, nonzero_rows, *p.stats, stored_preact, p.z, p.a, t, p.O);
   }
   if (p.stats != nullptr) telemetry_end_tile(*p.stats, t, stats, nonzero_rows, whole_rows);
 }

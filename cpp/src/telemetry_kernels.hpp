@@ -117,6 +117,38 @@ GW_ALWAYS_INLINE void telemetry_row_sums(Acc (&sums)[4], int& saturated, int& no
   nonfinite = nonfinite_count;
 }
 
+// The sums of elements [f0, f1): in float lanes for float, again in double when the float
+// squares are not trusted.
+template <Activation kKind, typename T, typename Preact>
+GW_ALWAYS_INLINE void telemetry_range_sums(double (&sums)[4], int& saturated, int& nonfinite,
+                                           const T* z, const T* a, int64_t f0, int64_t f1,
+                                           const Preact& preact) {
+  if constexpr (std::is_same_v<T, float>) {
+    float float_sums[4];
+    telemetry_row_sums<kKind, float>(float_sums, saturated, nonfinite, z, a, f0, f1, preact);
+    for (int k = 0; k < 4; ++k) sums[k] = static_cast<double>(float_sums[k]);
+    if (float_squares_trusted(sums[1]) && float_squares_trusted(sums[3])) return;
+  }
+  telemetry_row_sums<kKind, double>(sums, saturated, nonfinite, z, a, f0, f1, preact);
+}
+
+// The sum of squares of a (n), as telemetry_range_sums sums them.
+template <typename T>
+GW_ALWAYS_INLINE double telemetry_squares(const T* a, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    float float_squares = 0.0f;
+#pragma omp simd reduction(+ : float_squares)
+    for (int64_t j = 0; j < n; ++j) float_squares += a[j] * a[j];
+    if (float_squares_trusted(static_cast<double>(float_squares))) {
+      return static_cast<double>(float_squares);
+    }
+  }
+  double squares = 0.0;
+#pragma omp simd reduction(+ : squares)
+  for (int64_t j = 0; j < n; ++j) squares += static_cast<double>(a[j]) * static_cast<double>(a[j]);
+  return squares;
+}
+
 // A tile starts: its part of the chunk's alive flags (and unit sums, when it spans whole rows)
 // is cleared. alive, unit_sums: (chunks, O)
 inline void telemetry_start_tile(const ForwardStatsArgs& s, const PassTile& t, int64_t O,
@@ -149,16 +181,7 @@ GW_ALWAYS_INLINE void telemetry_row(double* acc, int64_t& nonzero, const Forward
   }
   int saturated = 0, nonfinite = 0;
   double sums[4];
-  if constexpr (std::is_same_v<T, float>) {
-    float float_sums[4];
-    telemetry_row_sums<kKind, float>(float_sums, saturated, nonfinite, z, a, t.f0, t.f1, preact);
-    for (int k = 0; k < 4; ++k) sums[k] = static_cast<double>(float_sums[k]);
-    if (!(float_squares_trusted(sums[1]) && float_squares_trusted(sums[3]))) {
-      telemetry_row_sums<kKind, double>(sums, saturated, nonfinite, z, a, t.f0, t.f1, preact);
-    }
-  } else {
-    telemetry_row_sums<kKind, double>(sums, saturated, nonfinite, z, a, t.f0, t.f1, preact);
-  }
+  telemetry_range_sums<kKind>(sums, saturated, nonfinite, z, a, t.f0, t.f1, preact);
   const double preact_sum = sums[0], preact_squares = sums[1], act_sum = sums[2];
   const double act_squares = sums[3];
   acc[kPreactSum] += preact_sum;
@@ -198,6 +221,55 @@ void telemetry_forward_row(double* acc, int64_t& nonzero, const HiddenForwardArg
     telemetry_row<kKind>(acc, nonzero, s, z, a, t, p.O, whole_rows, [=](int64_t j) {
       return (z[j] - shift[j]) * scale[j] + offset[j];
     });
+  }
+}
+
+// Elements per block of telemetry_flat_tile's sums: 128 per float lane of an AVX2 vector.
+constexpr int64_t kFlatBlock = 1024;
+
+// The statistics of a tile that spans whole rows, once the pass has written it, with the
+// activation's input stored (z or the kept h): the rows of the tile are contiguous, so the
+// element sums run over them as one range in blocks of kFlatBlock (with rows of 64 features, the
+// reductions at the end of each row's loop cost as much as the sums themselves); then, row by
+// row, the alive flags and the unit sums, which need each row apart.
+// preact, z, a: (N, O)  alive, unit_sums: (chunks, O)
+template <Activation kKind, typename T>
+void telemetry_flat_tile(double* acc, int64_t& nonzero, const ForwardStatsArgs& s,
+                         const T* preact, const T* z, const T* a, const PassTile& t, int64_t O) {
+  const auto h = [preact](int64_t j) { return preact[j]; };
+  const int64_t e1 = t.r1 * O;
+  for (int64_t b0 = t.r0 * O; b0 < e1; b0 += kFlatBlock) {
+    const int64_t b1 = e1 - b0 < kFlatBlock ? e1 : b0 + kFlatBlock;
+    int saturated = 0, nonfinite = 0;
+    double sums[4];
+    telemetry_range_sums<kKind>(sums, saturated, nonfinite, z, a, b0, b1, h);
+    acc[kPreactSum] += sums[0];
+    acc[kPreactSquares] += sums[1];
+    acc[kActSum] += sums[2];
+    acc[kActSquares] += sums[3];
+    acc[kSaturated] += static_cast<double>(saturated);
+    acc[kNonfinite] += static_cast<double>(nonfinite);
+  }
+  uint8_t* alive = s.alive != nullptr ? s.alive + t.chunk * O : nullptr;
+  double* u = s.unit_sums != nullptr ? s.unit_sums + t.chunk * O : nullptr;
+  for (int64_t r = t.r0; r < t.r1; ++r) {
+    const T* h_row = preact + r * O;
+    const T* a_row = a + r * O;
+    if constexpr (telemetry_can_die(kKind)) {
+      if (alive != nullptr) {
+#pragma omp simd
+        for (int64_t j = 0; j < O; ++j) {
+          alive[j] = static_cast<uint8_t>(alive[j] | static_cast<uint8_t>(!(h_row[j] <= 0)));
+        }
+      }
+    }
+    if (u == nullptr) continue;
+    const double squares = telemetry_squares(a_row, O);
+    if (squares == 0) continue;
+    const double inverse = 1.0 / std::sqrt(squares);
+#pragma omp simd
+    for (int64_t j = 0; j < O; ++j) u[j] += static_cast<double>(a_row[j]) * inverse;
+    ++nonzero;
   }
 }
 
