@@ -23,7 +23,7 @@ namespace gradwatch {
 namespace GW_ISA {
 
 // Saturation bands (gradwatch/telemetry.hpp): sigmoid outside [0.01, 0.99], tanh |a| > 0.99,
-// compared in double.
+// decided as in double (saturation_band).
 constexpr double kSigmoidSaturatedLow = 0.01;
 constexpr double kSigmoidSaturatedHigh = 0.99;
 constexpr double kTanhSaturated = 0.99;
