@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "activations_kernels.hpp"
 #include "batchnorm_kernels.hpp"
@@ -120,6 +121,9 @@ void forward_rows(const HiddenForwardArgs<T>& p, const PassTile& t) {
   double stats[kTileSums] = {};
   int64_t nonzero_rows = 0;
   if (p.stats != nullptr) telemetry_start_tile(*p.stats, t, p.O, whole_rows);
+  // The activation's input, when it is stored: z without batch norm, else the kept h.
+  const T* stored_preact = p.scale == nullptr ? p.z : p.h;
+  const bool flat_stats = p.stats != nullptr && whole_rows && stored_preact != nullptr;
   for (int64_t r = t.r0; r < t.r1; ++r) {
     const int64_t at = r * p.O;
     if (p.generate_mask) dropout_mask_range(p.mask, at + t.f0, at + t.f1, p.dropout);
@@ -145,9 +149,12 @@ void forward_rows(const HiddenForwardArgs<T>& p, const PassTile& t) {
       }
     }
     finish_row(p, r, t.f0, t.f1);
-    if (p.stats != nullptr) {
+    if (p.stats != nullptr && !flat_stats) {
       telemetry_forward_row<kKind>(stats, nonzero_rows, p, r, t, whole_rows);
     }
+  }
+  if (flat_stats) {
+    telemetry_flat_tile<kKind>(stats, nonzero_rows, *p.stats, stored_preact, p.z, p.a, t, p.O);
   }
   if (p.stats != nullptr) telemetry_end_tile(*p.stats, t, stats, nonzero_rows, whole_rows);
 }
@@ -256,10 +263,22 @@ void network_sum_of_squares(double* sum, const T* a, int64_t rows, int64_t cols,
   for (int64_t r = 0; r < rows; ++r) {
     const T* row = a + r * stride;
     double row_sum = 0.0;
+    if constexpr (std::is_same_v<T, float>) {
+      // In float lanes, trusted as telemetry's row sums are (telemetry_kernels.hpp): a row
+      // outside [kFloatSquaresLow, kFloatSquaresHigh] (zero, tiny, huge, NaN) is summed again
+      // in double, so an overflow of float never makes a finite norm infinite.
+      float float_sum = 0.0f;
+#pragma omp simd reduction(+ : float_sum)
+      for (int64_t j = 0; j < cols; ++j) float_sum += row[j] * row[j];
+      row_sum = static_cast<double>(float_sum);
+    }
+    if (!std::is_same_v<T, float> || !float_squares_trusted(row_sum)) {
+      row_sum = 0.0;
 #pragma omp simd reduction(+ : row_sum)
-    for (int64_t j = 0; j < cols; ++j) {
-      const double v = static_cast<double>(row[j]);
-      row_sum += v * v;
+      for (int64_t j = 0; j < cols; ++j) {
+        const double v = static_cast<double>(row[j]);
+        row_sum += v * v;
+      }
     }
     total += row_sum;
   }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -305,7 +306,8 @@ void Optimizer<T>::update_tensor(int64_t p, T* param, const T* grad, T grad_scal
                                  double* norms) {
   const size_t index = static_cast<size_t>(p);
   const int64_t E = sizes_[index];
-  double* chunk_norms = norms != nullptr ? norm_partials_.data() : nullptr;
+  const bool want_norms = norms != nullptr && roles_[index] == ParamRole::weight;
+  double* chunk_norms = want_norms ? norm_partials_.data() : nullptr;
   const OptimizerOptions& o = options_;
   auto state = [&](size_t b) { return buffers_[b].data() + offsets_[index]; };
   const double t = static_cast<double>(step_count_ + 1);  // this step, from 1 (PyTorch's)
@@ -375,7 +377,9 @@ void Optimizer<T>::update_tensor(int64_t p, T* param, const T* grad, T grad_scal
       break;
     }
   }
-  if (norms != nullptr) {
+  if (norms != nullptr && !want_norms) {
+    norms[2 * p] = norms[2 * p + 1] = std::numeric_limits<double>::quiet_NaN();
+  } else if (norms != nullptr) {
     const int64_t chunks = (E + baseline::kOptimChunk - 1) / baseline::kOptimChunk;
     double before_squares = 0.0, change_squares = 0.0;
     for (int64_t k = 0; k < chunks; ++k) {  // index order, whatever the thread count

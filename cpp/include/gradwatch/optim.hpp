@@ -65,9 +65,10 @@ class Optimizer {
   // lr set between steps, or momentum switched on after the state was allocated without it), a
   // grad_scale that is negative or not finite, a NaN clip_value, count < 1, a size < 1 or a null
   // pointer.
-  // With norms non-null (telemetry), norms[2p] = ||params[p]||^2 before the update and
-  // norms[2p + 1] = ||params[p] after - before||^2, in double, summed in the update pass over
-  // fixed chunks (the same bits on any number of threads).
+  // With norms non-null (telemetry), for each tensor p of role weight: norms[2p] =
+  // ||params[p]||^2 before the update and norms[2p + 1] = ||params[p] after - before||^2, summed
+  // in the update pass over fixed chunks (the same bits on any number of threads); the other
+  // roles, whose norms telemetry does not report, get NaN (their update skips the work).
   // params[p], grads[p]: (sizes[p])  sizes, roles: (P) = count  norms: (2 P)
   void step(T* const* params, const T* const* grads, const int64_t* sizes, const ParamRole* roles,
             int64_t count, T grad_scale, T clip_value, double* norms = nullptr);
