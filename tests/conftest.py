@@ -1,10 +1,14 @@
-"""Shared test settings: the hypothesis profiles and tolerances keyed by dtype."""
+"""Shared test settings: the hypothesis profiles, tolerances keyed by dtype, the shared MNIST
+folder and a one-thread fixture."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
+
+import gradwatch
 
 settings.register_profile(
     "ci",
@@ -17,6 +21,27 @@ settings.register_profile("dev", deadline=None, max_examples=100)
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 DTYPES = [np.float32, np.float64]
+
+
+def shared_data_dir():
+    """../shared/data beside the project (or $GRADWATCH_DATA) when it holds MNIST, else None."""
+    candidates = [Path(__file__).resolve().parents[1].parent / "shared" / "data"]
+    if os.environ.get("GRADWATCH_DATA"):
+        candidates.append(Path(os.environ["GRADWATCH_DATA"]))
+    for candidate in candidates:
+        if (candidate / "mnist" / "train-images-idx3-ubyte.gz").is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture
+def one_thread():
+    """One thread for tests about training loops and results, not threads (thread equivalence
+    has tests of its own): it keeps them fast on a loaded machine."""
+    before = gradwatch.get_num_threads()
+    gradwatch.set_num_threads(1)
+    yield
+    gradwatch.set_num_threads(before)
 
 
 @pytest.fixture(params=DTYPES, ids=["float32", "float64"])

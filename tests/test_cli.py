@@ -7,17 +7,11 @@ import sys
 import numpy as np
 import pytest
 
-import gradwatch
 from gradwatch.__main__ import main
 from gradwatch.demo import run_demo
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = gradwatch.get_num_threads()
-    gradwatch.set_num_threads(1)
-    yield
-    gradwatch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_demo_prints_tables_and_diagnoses_and_writes_plots(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_data_dir
 
 from gradwatch import datasets
 from gradwatch.datasets import (
@@ -29,17 +30,7 @@ from gradwatch.datasets import (
 )
 
 
-def _shared_data():
-    candidates = [Path(__file__).resolve().parents[1].parent / "shared" / "data"]
-    if os.environ.get("GRADWATCH_DATA"):
-        candidates.append(Path(os.environ["GRADWATCH_DATA"]))
-    for candidate in candidates:
-        if (candidate / "mnist" / "train-images-idx3-ubyte.gz").is_file():
-            return candidate
-    return None
-
-
-SHARED = _shared_data()
+SHARED = shared_data_dir()
 needs_shared = pytest.mark.skipif(SHARED is None,
                                   reason="the shared MNIST files (../shared/data) are absent")
 

@@ -9,14 +9,13 @@ when absent) and the bundled digits; one thread, as the experiments are about th
 import functools
 import json
 import math
-import os
 import subprocess
 import sys
 import urllib.error
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_data_dir
 
 import gradwatch
 from gradwatch import datasets, experiments
@@ -35,25 +34,10 @@ from gradwatch.experiments import (
 )
 
 
-def _shared_data():
-    candidates = [Path(__file__).resolve().parents[1].parent / "shared" / "data"]
-    if os.environ.get("GRADWATCH_DATA"):
-        candidates.append(Path(os.environ["GRADWATCH_DATA"]))
-    for candidate in candidates:
-        if (candidate / "mnist" / "train-images-idx3-ubyte.gz").is_file():
-            return candidate
-    return None
+SHARED = shared_data_dir()
 
 
-SHARED = _shared_data()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = gradwatch.get_num_threads()
-    gradwatch.set_num_threads(1)
-    yield
-    gradwatch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

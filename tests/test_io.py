@@ -16,14 +16,7 @@ from gradwatch import optim
 from gradwatch.io import DESCRIPTION_KEY, FORMAT_VERSION
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tests here are about the training loop, not threads (test_network compares thread
-    counts): one thread keeps them fast on a loaded machine."""
-    before = gradwatch.get_num_threads()
-    gradwatch.set_num_threads(1)
-    yield
-    gradwatch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ARCHITECTURES = [
     dict(layer_sizes=(4, 6, 3)),
