@@ -17,14 +17,7 @@ import gradwatch  # noqa: E402
 from gradwatch.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tests here are about the training loop, not threads (test_network compares thread
-    counts): one thread keeps them fast on a loaded machine."""
-    before = gradwatch.get_num_threads()
-    gradwatch.set_num_threads(1)
-    yield
-    gradwatch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Small networks and a higher rate than the defaults keep the checks to a few seconds; the
 # checks' accuracy and R^2 thresholds are still met. Both dtypes run every check but one:

@@ -14,14 +14,7 @@ from gradwatch import optim, schedules
 from gradwatch.training import Callback, EarlyStopping, History, fit
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tests here are about the training loop, not threads (test_network compares thread
-    counts): one thread keeps them fast on a loaded machine."""
-    before = gradwatch.get_num_threads()
-    gradwatch.set_num_threads(1)
-    yield
-    gradwatch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_net(dtype=np.float32, **options):
