@@ -149,12 +149,11 @@ void forward_rows(const HiddenForwardArgs<T>& p, const PassTile& t) {
       }
     }
     finish_row(p, r, t.f0, t.f1);
-    if (p.stats != nullptr && !flat_stats) {
-      telemetry_forward_row<kKind>(stats, nonzero_rows, p, r, t, whole_rows);
-    }
+    if (p.stats != nullptr && !flat_stats) telemetry_forward_row<kKind>(stats, p, r, t);
   }
-  if (flat_stats) {
-    telemetry_flat_tile<kKind>(stats, nonzero_rows, *p.stats, stored_preact, p.z, p.a, t, p.O);
+  if (flat_stats) telemetry_flat_tile<kKind>(stats, *p.stats, stored_preact, p.z, p.a, t, p.O);
+  if (p.stats != nullptr && whole_rows) {
+    telemetry_tile_unit_sums(nonzero_rows, *p.stats, p.a, t, p.O);
   }
   if (p.stats != nullptr) telemetry_end_tile(*p.stats, t, stats, nonzero_rows, whole_rows);
 }
@@ -256,31 +255,32 @@ void network_column_sum_tile(T* partials, const T* a, const PassTile& tile, int6
   sum_rows(partials + tile.chunk * F, a, tile.r0, tile.r1, tile.f0, tile.f1, F);
 }
 
+// The sum of squares of elements [e0, e1) of a contiguous range: in float lanes for float,
+// trusted as telemetry's sums are (telemetry_kernels.hpp); a range outside [kFloatSquaresLow,
+// kFloatSquaresHigh] (zero, tiny, huge, NaN) is summed again in double, so that an overflow of
+// float never makes a finite norm infinite.
+template <typename T>
+GW_ALWAYS_INLINE double range_sum_of_squares(const T* a, int64_t e0, int64_t e1) {
+  const T* range = a + e0;
+  const double sum = static_cast<double>(sum_of_squares(range, e1 - e0));
+  if (!std::is_same_v<T, float> || float_squares_trusted(sum)) return sum;
+  return double_sum_of_squares(range, e1 - e0);
+}
+
+// Elements per range of network_sum_of_squares over contiguous rows.
+constexpr int64_t kSquaresBlock = 1024;
+
 template <typename T>
 void network_sum_of_squares(double* sum, const T* a, int64_t rows, int64_t cols,
                             int64_t stride) {
   double total = 0.0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* row = a + r * stride;
-    double row_sum = 0.0;
-    if constexpr (std::is_same_v<T, float>) {
-      // In float lanes, trusted as telemetry's row sums are (telemetry_kernels.hpp): a row
-      // outside [kFloatSquaresLow, kFloatSquaresHigh] (zero, tiny, huge, NaN) is summed again
-      // in double, so an overflow of float never makes a finite norm infinite.
-      float float_sum = 0.0f;
-#pragma omp simd reduction(+ : float_sum)
-      for (int64_t j = 0; j < cols; ++j) float_sum += row[j] * row[j];
-      row_sum = static_cast<double>(float_sum);
+  if (stride == cols) {  // contiguous rows: one range, in blocks
+    const int64_t n = rows * cols;
+    for (int64_t e0 = 0; e0 < n; e0 += kSquaresBlock) {
+      total += range_sum_of_squares(a, e0, n - e0 < kSquaresBlock ? n : e0 + kSquaresBlock);
     }
-    if (!std::is_same_v<T, float> || !float_squares_trusted(row_sum)) {
-      row_sum = 0.0;
-#pragma omp simd reduction(+ : row_sum)
-      for (int64_t j = 0; j < cols; ++j) {
-        const double v = static_cast<double>(row[j]);
-        row_sum += v * v;
-      }
-    }
-    total += row_sum;
+  } else {
+    for (int64_t r = 0; r < rows; ++r) total += range_sum_of_squares(a + r * stride, 0, cols);
   }
   *sum = total;
 }

@@ -22,6 +22,7 @@
 #include <type_traits>
 
 #include "gradwatch/threads.hpp"
+#include "reductions.hpp"
 
 namespace gradwatch {
 namespace GW_ISA {
@@ -87,34 +88,22 @@ inline void for_each_update(int64_t E, const Body& body, T* param, double* norms
     for (int64_t first = begin; first < end; first += kNormBlock) {
       const int64_t n = end - first < kNormBlock ? end - first : kNormBlock;
       T* p = param + first;
-#pragma omp simd
-      for (int64_t j = 0; j < n; ++j) before[j] = p[j];
+      // The copy and the old values' squares in one loop (a bare copy loop GCC turns into
+      // `rep movsq`, slow for a block this small), then the update, then the changes' squares.
+      // In T's lanes; for float, trusted inside [kNormSquaresLow, kNormSquaresHigh], and a block
+      // outside it (zero, tiny, huge, NaN) is summed again in double. change is after - before
+      // rounded to float: its relative error (2^-24) is as small as that of the sums.
+      double block_before = static_cast<double>(copy_and_sum_of_squares(before, p, n));
 #pragma omp simd
       for (int64_t i = first; i < first + n; ++i) param[i] = local(i);
-      double block_before = 0.0, block_change = 0.0;
-      if constexpr (std::is_same_v<T, float>) {
-        // In float lanes (8 per AVX2 vector, 64 terms per lane: relative error ~1e-6), trusted
-        // inside [kNormSquaresLow, kNormSquaresHigh]; a block outside it (zero, tiny, huge, NaN)
-        // is summed again in double. change is after - before rounded to float: its relative
-        // error (2^-24) is as small as that of the sums.
-        float float_before = 0.0f, float_change = 0.0f;
-#pragma omp simd reduction(+ : float_before, float_change)
+      double block_change = static_cast<double>(sum_of_squared_differences(p, before, n));
+      if (std::is_same_v<T, float> &&
+          !(norm_squares_trusted(block_before) && norm_squares_trusted(block_change))) {
+        block_before = double_sum_of_squares(before, n);
+        block_change = 0.0;
+#pragma omp simd reduction(+ : block_change)
         for (int64_t j = 0; j < n; ++j) {
-          const float change = p[j] - before[j];
-          float_before += before[j] * before[j];
-          float_change += change * change;
-        }
-        block_before = static_cast<double>(float_before);
-        block_change = static_cast<double>(float_change);
-      }
-      if (!std::is_same_v<T, float> || !norm_squares_trusted(block_before) ||
-          !norm_squares_trusted(block_change)) {
-        block_before = block_change = 0.0;
-#pragma omp simd reduction(+ : block_before, block_change)
-        for (int64_t j = 0; j < n; ++j) {
-          const double old = static_cast<double>(before[j]);
-          const double change = static_cast<double>(p[j]) - old;
-          block_before += old * old;
+          const double change = static_cast<double>(p[j]) - static_cast<double>(before[j]);
           block_change += change * change;
         }
       }

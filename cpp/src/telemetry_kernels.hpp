@@ -16,6 +16,7 @@
 
 #include "gradwatch/activations.hpp"
 #include "network_passes.hpp"
+#include "reductions.hpp"
 #include "telemetry_passes.hpp"
 #include "vecmath.hpp"
 
@@ -89,16 +90,15 @@ GW_ALWAYS_INLINE bool float_squares_trusted(double squares) {
   return squares >= kFloatSquaresLow && squares <= kFloatSquaresHigh;
 }
 
-// The sums of one row [f0, f1) in accumulators of type Acc (T or double); counts in int
-// (a row has fewer than 2^31 entries).
+// The sums of one row [f0, f1) in accumulators of type Acc (T or double); the count in int (a
+// row has fewer than 2^31 entries).
 template <Activation kKind, typename Acc, typename T, typename Preact>
-GW_ALWAYS_INLINE void telemetry_row_sums(Acc (&sums)[4], int& saturated, int& nonfinite,
-                                         const T* z, const T* a, int64_t f0, int64_t f1,
-                                         const Preact& preact) {
+GW_ALWAYS_INLINE void telemetry_row_sums(Acc (&sums)[4], int& saturated, const T* a, int64_t f0,
+                                         int64_t f1, const Preact& preact) {
   Acc preact_sum = 0, preact_squares = 0, act_sum = 0, act_squares = 0;
-  int saturated_count = 0, nonfinite_count = 0;
+  int saturated_count = 0;
   const SaturationBand<Acc> band = kind_band<kKind, Acc>();
-#pragma omp simd reduction(+ : preact_sum, preact_squares, act_sum, act_squares, saturated_count, nonfinite_count)
+#pragma omp simd reduction(+ : preact_sum, preact_squares, act_sum, act_squares, saturated_count)
   for (int64_t j = f0; j < f1; ++j) {
     const Acc h = static_cast<Acc>(preact(j));
     const Acc y = static_cast<Acc>(a[j]);
@@ -107,46 +107,110 @@ GW_ALWAYS_INLINE void telemetry_row_sums(Acc (&sums)[4], int& saturated, int& no
     act_sum += y;
     act_squares += y * y;
     saturated_count += saturated_element<kKind>(y, band);
-    nonfinite_count += nonfinite_element(z[j]) + nonfinite_element(a[j]);
   }
   sums[0] = preact_sum;
   sums[1] = preact_squares;
   sums[2] = act_sum;
   sums[3] = act_squares;
   saturated = saturated_count;
-  nonfinite = nonfinite_count;
+}
+
+// The NaN and infinite entries of z and a in [f0, f1).
+template <typename T>
+int telemetry_nonfinite(const T* z, const T* a, int64_t f0, int64_t f1) {
+  int count = 0;
+  for (int64_t j = f0; j < f1; ++j) count += nonfinite_element(z[j]) + nonfinite_element(a[j]);
+  return count;
 }
 
 // The sums of elements [f0, f1): in float lanes for float, again in double when the float
-// squares are not trusted.
+// squares are not trusted. Non-finite entries are counted only when a sum of squares is not
+// finite: a NaN or infinity in z makes h (z itself, or batch norm's affine map of it) non-finite,
+// one in a makes a^2 so, and every non-finite term makes its sum non-finite.
 template <Activation kKind, typename T, typename Preact>
 GW_ALWAYS_INLINE void telemetry_range_sums(double (&sums)[4], int& saturated, int& nonfinite,
                                            const T* z, const T* a, int64_t f0, int64_t f1,
                                            const Preact& preact) {
+  nonfinite = 0;
   if constexpr (std::is_same_v<T, float>) {
     float float_sums[4];
-    telemetry_row_sums<kKind, float>(float_sums, saturated, nonfinite, z, a, f0, f1, preact);
+    telemetry_row_sums<kKind, float>(float_sums, saturated, a, f0, f1, preact);
     for (int k = 0; k < 4; ++k) sums[k] = static_cast<double>(float_sums[k]);
     if (float_squares_trusted(sums[1]) && float_squares_trusted(sums[3])) return;
   }
-  telemetry_row_sums<kKind, double>(sums, saturated, nonfinite, z, a, f0, f1, preact);
+  telemetry_row_sums<kKind, double>(sums, saturated, a, f0, f1, preact);
+  if (!std::isfinite(sums[1]) || !std::isfinite(sums[3])) {
+    nonfinite = telemetry_nonfinite(z, a, f0, f1);
+  }
 }
 
 // The sum of squares of a (n), as telemetry_range_sums sums them.
 template <typename T>
 GW_ALWAYS_INLINE double telemetry_squares(const T* a, int64_t n) {
-  if constexpr (std::is_same_v<T, float>) {
-    float float_squares = 0.0f;
-#pragma omp simd reduction(+ : float_squares)
-    for (int64_t j = 0; j < n; ++j) float_squares += a[j] * a[j];
-    if (float_squares_trusted(static_cast<double>(float_squares))) {
-      return static_cast<double>(float_squares);
+  const double squares = static_cast<double>(sum_of_squares(a, n));
+  if (!std::is_same_v<T, float> || float_squares_trusted(squares)) return squares;
+  return double_sum_of_squares(a, n);
+}
+
+// Rows per group and columns per block of telemetry_add_unit_rows.
+constexpr int64_t kUnitRows = 32;
+constexpr int64_t kUnitColumns = 256;
+
+// u += the sum of the unit vectors a[r] / ||a[r]|| over rows [r0, r1) (rows of norm 0 are left
+// out; a NaN norm is not, so NaN reaches the cosine), and nonzero += the rows added. Rows go in
+// groups whose sum is formed in T, block of columns by block of columns in L1, then added to u in
+// double: one conversion per group instead of one per row. For float, a group holding a row whose
+// squares are outside the trusted range (1 / ||a|| not a normal float, or NaN) is added row by
+// row in double instead.
+// a: (N, O)  u: (O)
+template <typename T>
+void telemetry_add_unit_rows(double* u, int64_t& nonzero, const T* a, int64_t r0, int64_t r1,
+                             int64_t O) {
+  for (int64_t g0 = r0; g0 < r1; g0 += kUnitRows) {
+    const int64_t g1 = r1 - g0 < kUnitRows ? r1 : g0 + kUnitRows;
+    const int64_t count = g1 - g0;
+    double squares[kUnitRows];
+    for (int64_t r = g0; r < g1; ++r) squares[r - g0] = telemetry_squares(a + r * O, O);
+    // The inverse norms in one vectorised loop: the latency of a square root and a division
+    // per row, one row after the other, cost more than the rows' sums.
+    T inverse[kUnitRows];
+    int64_t added = 0, untrusted = 0;
+#pragma omp simd reduction(+ : added, untrusted)
+    for (int64_t k = 0; k < count; ++k) {
+      const double s = squares[k];
+      inverse[k] = s == 0 ? T(0) : static_cast<T>(1.0 / std::sqrt(s));
+      added += s == 0 ? 0 : 1;
+      untrusted += s == 0 || float_squares_trusted(s) ? 0 : 1;
+    }
+    nonzero += added;
+    if (std::is_same_v<T, float> && untrusted > 0) {
+      for (int64_t r = g0; r < g1; ++r) {
+        if (squares[r - g0] == 0) continue;
+        const double row_inverse = 1.0 / std::sqrt(squares[r - g0]);
+        const T* row = a + r * O;
+#pragma omp simd
+        for (int64_t j = 0; j < O; ++j) u[j] += static_cast<double>(row[j]) * row_inverse;
+      }
+      continue;
+    }
+    for (int64_t c0 = 0; c0 < O; c0 += kUnitColumns) {
+      const int64_t width = O - c0 < kUnitColumns ? O - c0 : kUnitColumns;
+      T group_sum[kUnitColumns];
+      const T* first = a + g0 * O + c0;
+      const T first_inverse = inverse[0];
+#pragma omp simd
+      for (int64_t j = 0; j < width; ++j) group_sum[j] = first[j] * first_inverse;
+      for (int64_t r = g0 + 1; r < g1; ++r) {
+        const T* row = a + r * O + c0;
+        const T row_inverse = inverse[r - g0];
+#pragma omp simd
+        for (int64_t j = 0; j < width; ++j) group_sum[j] += row[j] * row_inverse;
+      }
+      double* u_block = u + c0;
+#pragma omp simd
+      for (int64_t j = 0; j < width; ++j) u_block[j] += static_cast<double>(group_sum[j]);
     }
   }
-  double squares = 0.0;
-#pragma omp simd reduction(+ : squares)
-  for (int64_t j = 0; j < n; ++j) squares += static_cast<double>(a[j]) * static_cast<double>(a[j]);
-  return squares;
 }
 
 // A tile starts: its part of the chunk's alive flags (and unit sums, when it spans whole rows)
@@ -163,13 +227,11 @@ inline void telemetry_start_tile(const ForwardStatsArgs& s, const PassTile& t, i
 }
 
 // The sums of one row r of the tile into acc (kTileSums), given the activation's input of
-// element j as preact(j). With whole_rows, the row's unit vector a / ||a|| is added to the
-// chunk's unit sums (rows of norm 0 are left out; a NaN norm is not, so NaN reaches the cosine).
-// z, a: (N, O)  alive, unit_sums: (chunks, O)
+// element j as preact(j).
+// z, a: (N, O)  alive: (chunks, O)
 template <Activation kKind, typename T, typename Preact>
-GW_ALWAYS_INLINE void telemetry_row(double* acc, int64_t& nonzero, const ForwardStatsArgs& s,
-                                    const T* z, const T* a, const PassTile& t, int64_t O,
-                                    bool whole_rows, const Preact& preact) {
+GW_ALWAYS_INLINE void telemetry_row(double* acc, const ForwardStatsArgs& s, const T* z, const T* a,
+                                    const PassTile& t, int64_t O, const Preact& preact) {
   uint8_t* alive = s.alive != nullptr ? s.alive + t.chunk * O : nullptr;
   if constexpr (telemetry_can_die(kKind)) {
     if (alive != nullptr) {
@@ -182,46 +244,45 @@ GW_ALWAYS_INLINE void telemetry_row(double* acc, int64_t& nonzero, const Forward
   int saturated = 0, nonfinite = 0;
   double sums[4];
   telemetry_range_sums<kKind>(sums, saturated, nonfinite, z, a, t.f0, t.f1, preact);
-  const double preact_sum = sums[0], preact_squares = sums[1], act_sum = sums[2];
-  const double act_squares = sums[3];
-  acc[kPreactSum] += preact_sum;
-  acc[kPreactSquares] += preact_squares;
-  acc[kActSum] += act_sum;
-  acc[kActSquares] += act_squares;
+  acc[kPreactSum] += sums[0];
+  acc[kPreactSquares] += sums[1];
+  acc[kActSum] += sums[2];
+  acc[kActSquares] += sums[3];
   acc[kSaturated] += static_cast<double>(saturated);
   acc[kNonfinite] += static_cast<double>(nonfinite);
-  if (s.unit_sums != nullptr && whole_rows && !(act_squares == 0)) {
-    const double inverse = 1.0 / std::sqrt(act_squares);
-    double* u = s.unit_sums + t.chunk * O;
-#pragma omp simd
-    for (int64_t j = 0; j < O; ++j) u[j] += static_cast<double>(a[j]) * inverse;
-    ++nonzero;
-  }
 }
 
 // One row's statistics in the forward tile: h is z (no batch norm), the kept h, or recomputed
 // from z as the pass computed it.
 // h, a, z: (N, O)  shift, scale, offset: (O)
 template <Activation kKind, typename T>
-void telemetry_forward_row(double* acc, int64_t& nonzero, const HiddenForwardArgs<T>& p,
-                           int64_t row, const PassTile& t, bool whole_rows) {
+void telemetry_forward_row(double* acc, const HiddenForwardArgs<T>& p, int64_t row,
+                           const PassTile& t) {
   const ForwardStatsArgs& s = *p.stats;
   const int64_t at = row * p.O;
   const T* z = p.z + at;
   const T* a = p.a + at;
   if (p.scale == nullptr) {
-    telemetry_row<kKind>(acc, nonzero, s, z, a, t, p.O, whole_rows,
-                         [z](int64_t j) { return z[j]; });
+    telemetry_row<kKind>(acc, s, z, a, t, p.O, [z](int64_t j) { return z[j]; });
   } else if (p.h != nullptr) {
     const T* h = p.h + at;
-    telemetry_row<kKind>(acc, nonzero, s, z, a, t, p.O, whole_rows,
-                         [h](int64_t j) { return h[j]; });
+    telemetry_row<kKind>(acc, s, z, a, t, p.O, [h](int64_t j) { return h[j]; });
   } else {
     const T *shift = p.shift, *scale = p.scale, *offset = p.offset;
-    telemetry_row<kKind>(acc, nonzero, s, z, a, t, p.O, whole_rows, [=](int64_t j) {
+    telemetry_row<kKind>(acc, s, z, a, t, p.O, [=](int64_t j) {
       return (z[j] - shift[j]) * scale[j] + offset[j];
     });
   }
+}
+
+// The unit sums of a tile that spans whole rows, once the pass has written it (the rows are
+// still in cache): the chunk's unit_sums += the tile's rows as unit vectors.
+// a: (N, O)  unit_sums: (chunks, O)
+template <typename T>
+void telemetry_tile_unit_sums(int64_t& nonzero, const ForwardStatsArgs& s, const T* a,
+                              const PassTile& t, int64_t O) {
+  if (s.unit_sums == nullptr) return;
+  telemetry_add_unit_rows(s.unit_sums + t.chunk * O, nonzero, a, t.r0, t.r1, O);
 }
 
 // Elements per block of telemetry_flat_tile's sums: 128 per float lane of an AVX2 vector.
@@ -231,11 +292,11 @@ constexpr int64_t kFlatBlock = 1024;
 // activation's input stored (z or the kept h): the rows of the tile are contiguous, so the
 // element sums run over them as one range in blocks of kFlatBlock (with rows of 64 features, the
 // reductions at the end of each row's loop cost as much as the sums themselves); then, row by
-// row, the alive flags and the unit sums, which need each row apart.
-// preact, z, a: (N, O)  alive, unit_sums: (chunks, O)
+// row, the alive flags.
+// preact, z, a: (N, O)  alive: (chunks, O)
 template <Activation kKind, typename T>
-void telemetry_flat_tile(double* acc, int64_t& nonzero, const ForwardStatsArgs& s,
-                         const T* preact, const T* z, const T* a, const PassTile& t, int64_t O) {
+void telemetry_flat_tile(double* acc, const ForwardStatsArgs& s, const T* preact, const T* z,
+                         const T* a, const PassTile& t, int64_t O) {
   const auto h = [preact](int64_t j) { return preact[j]; };
   const int64_t e1 = t.r1 * O;
   for (int64_t b0 = t.r0 * O; b0 < e1; b0 += kFlatBlock) {
@@ -250,26 +311,16 @@ void telemetry_flat_tile(double* acc, int64_t& nonzero, const ForwardStatsArgs& 
     acc[kSaturated] += static_cast<double>(saturated);
     acc[kNonfinite] += static_cast<double>(nonfinite);
   }
-  uint8_t* alive = s.alive != nullptr ? s.alive + t.chunk * O : nullptr;
-  double* u = s.unit_sums != nullptr ? s.unit_sums + t.chunk * O : nullptr;
-  for (int64_t r = t.r0; r < t.r1; ++r) {
-    const T* h_row = preact + r * O;
-    const T* a_row = a + r * O;
-    if constexpr (telemetry_can_die(kKind)) {
-      if (alive != nullptr) {
+  if constexpr (telemetry_can_die(kKind)) {
+    if (s.alive == nullptr) return;
+    uint8_t* alive = s.alive + t.chunk * O;
+    for (int64_t r = t.r0; r < t.r1; ++r) {
+      const T* h_row = preact + r * O;
 #pragma omp simd
-        for (int64_t j = 0; j < O; ++j) {
-          alive[j] = static_cast<uint8_t>(alive[j] | static_cast<uint8_t>(!(h_row[j] <= 0)));
-        }
+      for (int64_t j = 0; j < O; ++j) {
+        alive[j] = static_cast<uint8_t>(alive[j] | static_cast<uint8_t>(!(h_row[j] <= 0)));
       }
     }
-    if (u == nullptr) continue;
-    const double squares = telemetry_squares(a_row, O);
-    if (squares == 0) continue;
-    const double inverse = 1.0 / std::sqrt(squares);
-#pragma omp simd
-    for (int64_t j = 0; j < O; ++j) u[j] += static_cast<double>(a_row[j]) * inverse;
-    ++nonzero;
   }
 }
 
@@ -289,17 +340,7 @@ void telemetry_unit_sums_chunk(double* unit_sums, int64_t* nonzero_rows, const T
   double* u = unit_sums + chunk * O;
   for (int64_t j = 0; j < O; ++j) u[j] = 0.0;
   int64_t nonzero = 0;
-  for (int64_t r = r0; r < r1; ++r) {
-    const T* row = a + r * O;
-    double squares = 0.0;
-#pragma omp simd reduction(+ : squares)
-    for (int64_t j = 0; j < O; ++j) squares += static_cast<double>(row[j]) * static_cast<double>(row[j]);
-    if (squares == 0) continue;
-    const double inverse = 1.0 / std::sqrt(squares);
-#pragma omp simd
-    for (int64_t j = 0; j < O; ++j) u[j] += static_cast<double>(row[j]) * inverse;
-    ++nonzero;
-  }
+  telemetry_add_unit_rows(u, nonzero, a, r0, r1, O);
   nonzero_rows[chunk] = nonzero;
 }
 
