@@ -65,9 +65,9 @@ inline void for_each_element(int64_t E, const Body& body) {
 // param[i] = body(i) for i in [0, E) (the body returns the new value and writes the state it
 // owns), split over threads as for_each_element. With norms (2 K) non-null, also norms[2k] =
 // the sum of param^2 before the update and norms[2k + 1] = the sum of (after - before)^2 over
-// chunk k of kOptimChunk elements, in double, while each element is in a register (telemetry's
-// ||W|| and ||W_after - W_before||); the caller adds the chunks in index order, so the sums have
-// the same bits on any number of threads.
+// chunk k of kOptimChunk elements, block by block while the block is in L1 (telemetry's ||W|| and
+// ||W_after - W_before||); the caller adds the chunks in index order, so the sums have the same
+// bits on any number of threads.
 // param: (E)  norms: (2 K)
 template <typename T, typename Body>
 inline void for_each_update(int64_t E, const Body& body, T* param, double* norms) {
@@ -76,34 +76,38 @@ inline void for_each_update(int64_t E, const Body& body, T* param, double* norms
     return;
   }
   const int64_t chunks = (E + kOptimChunk - 1) / kOptimChunk;
-  // Each block of a chunk: keep the old values, update (the same loop as without norms: GCC
-  // vectorises it, whereas one fused loop with the reductions lost its vectorisation when GCC
-  // unswitched it on the kernels' option selects), then sum from L1.
+  // Each block of a chunk: the update writes the new values to a buffer (the same loop as
+  // without norms, which GCC vectorises; with the reductions in it GCC no longer unswitches on
+  // the kernels' option flags and stops vectorising), then one pass swaps buffer and parameters
+  // and adds the squares. The parameters, the gradient and the state stream through the update
+  // as they do without norms (a pass over the old values first, apart, left each block waiting
+  // for memory: +40% on a large Adam update).
   const auto run_chunk = [param, norms, E](const Body& body_of_thread, int64_t k) {
     const Body local = body_of_thread;  // a local copy: see for_each_element
     const int64_t begin = k * kOptimChunk;
     const int64_t end = begin + kOptimChunk < E ? begin + kOptimChunk : E;
     double before_squares = 0.0, change_squares = 0.0;
-    T before[kNormBlock];
+    T buffer[kNormBlock];
     for (int64_t first = begin; first < end; first += kNormBlock) {
       const int64_t n = end - first < kNormBlock ? end - first : kNormBlock;
       T* p = param + first;
-      // The copy and the old values' squares in one loop (a bare copy loop GCC turns into
-      // `rep movsq`, slow for a block this small), then the update, then the changes' squares.
-      // In T's lanes; for float, trusted inside [kNormSquaresLow, kNormSquaresHigh], and a block
-      // outside it (zero, tiny, huge, NaN) is summed again in double. change is after - before
-      // rounded to float: its relative error (2^-24) is as small as that of the sums.
-      double block_before = static_cast<double>(copy_and_sum_of_squares(before, p, n));
 #pragma omp simd
-      for (int64_t i = first; i < first + n; ++i) param[i] = local(i);
-      double block_change = static_cast<double>(sum_of_squared_differences(p, before, n));
+      for (int64_t j = 0; j < n; ++j) buffer[j] = local(first + j);
+      // In T's lanes; for float, trusted inside [kNormSquaresLow, kNormSquaresHigh], and a block
+      // outside it (zero, tiny, huge, NaN) is summed again in double from the old values (now in
+      // the buffer) and the new. change is after - before rounded to float: its relative error
+      // (2^-24) is as small as that of the sums.
+      T float_before, float_change;
+      swap_with_squares(p, buffer, n, float_before, float_change);
+      double block_before = static_cast<double>(float_before);
+      double block_change = static_cast<double>(float_change);
       if (std::is_same_v<T, float> &&
           !(norm_squares_trusted(block_before) && norm_squares_trusted(block_change))) {
-        block_before = double_sum_of_squares(before, n);
+        block_before = double_sum_of_squares(buffer, n);
         block_change = 0.0;
 #pragma omp simd reduction(+ : block_change)
         for (int64_t j = 0; j < n; ++j) {
-          const double change = static_cast<double>(p[j]) - static_cast<double>(before[j]);
+          const double change = static_cast<double>(p[j]) - static_cast<double>(buffer[j]);
           block_change += change * change;
         }
       }
