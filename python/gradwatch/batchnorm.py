@@ -102,7 +102,7 @@ def batchnorm_forward(x, gamma, beta, *, eps=1e-5):
 
     Notes
     -----
-    The variance is never computed as ``E[x^2] - E[x]^2``: blocks of 16 rows are summed around
+    The variance is never computed as ``E[x^2] - E[x]^2``: blocks of 32 rows are summed around
     their own first row, and the blocks combined in double precision, so a large common offset
     such as ``1e4 + noise`` in float32 costs no accuracy. NaN or inf in a feature of x makes
     that feature's outputs NaN. Results do not depend on the thread count.
