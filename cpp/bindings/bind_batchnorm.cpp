@@ -1,4 +1,6 @@
-// _core.batchnorm_{forward,backward,inference}_{f32,f64}; gradwatch/batchnorm.py validates first.
+// _core.batchnorm_{forward,backward,inference}_{f32,f64}; gradwatch/batchnorm.py validates first,
+// except for the sign of a variance, checked here (see require_nonnegative).
+#include <string>
 #include <vector>
 
 #include "bindings.hpp"
@@ -11,6 +13,22 @@ template <typename T>
 static void require_features(const Array<T>& a, py::ssize_t F, const char* name) {
   require_ndim(a, 1, name);
   require_dim(a, 0, F, name);
+}
+
+// Raises ValueError at the first negative value of a variance, named as NumPy prints it; NaN
+// passes (and propagates to the outputs of its feature, as NaN in x does). One loop over F
+// values here costs a tenth of the NumPy reduction that would check it in Python.
+// variance: (F)
+template <typename T>
+static void require_nonnegative(const Array<T>& variance, const char* name) {
+  const T* values = variance.data();
+  for (py::ssize_t f = 0; f < variance.shape(0); ++f) {
+    if (values[f] < 0) {
+      const std::string value = py::str(variance[py::int_(f)]);
+      throw py::value_error(std::string(name) + " must be >= 0 (a variance), got " + value +
+                            " at feature " + std::to_string(f));
+    }
+  }
 }
 
 // x, y: (N, F)  gamma, beta, mean, var: (F)
@@ -51,6 +69,7 @@ static py::tuple backward(const Array<T>& grad_y, const Array<T>& x, const Array
   require_features(gamma, F, "gamma");
   require_features(mean, F, "batch_mean");
   require_features(var, F, "batch_var");
+  require_nonnegative(var, "batch_var");
   Array<T> grad_x = empty_array<T>({N, F});
   Array<T> grad_gamma = empty_array<T>({F});
   Array<T> grad_beta = empty_array<T>({F});
@@ -82,6 +101,7 @@ static Array<T> inference(const Array<T>& x, const Array<T>& gamma, const Array<
   require_features(beta, F, "beta");
   require_features(running_mean, F, "running_mean");
   require_features(running_var, F, "running_var");
+  require_nonnegative(running_var, "running_var");
   Array<T> y = empty_array<T>({N, F});
   T* y_ptr = y.mutable_data();
   const T* x_ptr = x.data();

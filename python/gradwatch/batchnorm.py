@@ -6,6 +6,8 @@ batch. The kernels live in the compiled core; this module validates and dispatch
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from gradwatch._core_loader import _core
@@ -20,11 +22,20 @@ from gradwatch._validation import (
 
 __all__ = ["batchnorm_backward", "batchnorm_forward", "batchnorm_inference"]
 
-_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+# The compiled kernels by (name, dtype): one dict lookup per call.
+_KERNELS = {
+    (name, np.dtype(dtype)): getattr(_core, f"{name}_{suffix}")
+    for name in ("batchnorm_forward", "batchnorm_backward", "batchnorm_inference")
+    for dtype, suffix in ((np.float32, "f32"), (np.float64, "f64"))
+}
 
 
-def _kernel(name: str, x: np.ndarray):
-    return getattr(_core, f"{name}_{_SUFFIX[x.dtype]}")
+def _eps(eps) -> float:
+    """positive_scalar("eps", eps), with the common call (a float in (0, inf)) checked inline:
+    at 256 x 1024 the kernels take 50-100 us, and the general check alone took 2 us."""
+    if type(eps) is float and 0.0 < eps < math.inf:
+        return eps
+    return positive_scalar("eps", eps)
 
 
 def _require_batch(x: np.ndarray, *, training: bool) -> None:
@@ -49,19 +60,6 @@ def _require_features(name: str, array: np.ndarray, x: np.ndarray) -> None:
         raise ValueError(
             f"{name} must have shape (F,) = ({features},) to match x of shape "
             f"{shape_text(x.shape)}, got {shape_text(array.shape)}"
-        )
-
-
-def _require_nonnegative(name: str, variance: np.ndarray) -> None:
-    # NaN passes (and propagates to the outputs of its feature), as NaN in x does. The min is
-    # the fast path; a NaN makes it NaN, and then the search below decides.
-    if variance.min() >= 0:
-        return
-    negative = np.flatnonzero(variance < 0)
-    if negative.size:
-        first = negative[0]
-        raise ValueError(
-            f"{name} must be >= 0 (a variance), got {variance[first]} at feature {first}"
         )
 
 
@@ -102,7 +100,7 @@ def batchnorm_forward(x, gamma, beta, *, eps=1e-5):
 
     Notes
     -----
-    The variance is never computed as ``E[x^2] - E[x]^2``: blocks of 16 rows are summed around
+    The variance is never computed as ``E[x^2] - E[x]^2``: blocks of 32 rows are summed around
     their own first row, and the blocks combined in double precision, so a large common offset
     such as ``1e4 + noise`` in float32 costs no accuracy. NaN or inf in a feature of x makes
     that feature's outputs NaN. Results do not depend on the thread count.
@@ -118,8 +116,8 @@ def batchnorm_forward(x, gamma, beta, *, eps=1e-5):
     _require_batch(x, training=True)
     _require_features("gamma", gamma, x)
     _require_features("beta", beta, x)
-    eps = positive_scalar("eps", eps)
-    y, batch_mean, batch_var = _kernel("batchnorm_forward", x)(x, gamma, beta, eps)
+    eps = _eps(eps)
+    y, batch_mean, batch_var = _KERNELS["batchnorm_forward", x.dtype](x, gamma, beta, eps)
     return y, batch_mean, batch_var
 
 
@@ -173,9 +171,9 @@ def batchnorm_backward(grad_y, x, gamma, batch_mean, batch_var, *, eps=1e-5):
     _require_features("gamma", gamma, x)
     _require_features("batch_mean", batch_mean, x)
     _require_features("batch_var", batch_var, x)
-    _require_nonnegative("batch_var", batch_var)
-    eps = positive_scalar("eps", eps)
-    grad_x, grad_gamma, grad_beta = _kernel("batchnorm_backward", x)(
+    eps = _eps(eps)
+    # The kernel checks that batch_var >= 0 (one loop over F, see bind_batchnorm.cpp).
+    grad_x, grad_gamma, grad_beta = _KERNELS["batchnorm_backward", x.dtype](
         grad_y, x, gamma, batch_mean, batch_var, eps
     )
     return grad_x, grad_gamma, grad_beta
@@ -229,6 +227,8 @@ def batchnorm_inference(x, gamma, beta, running_mean, running_var, *, eps=1e-5):
     _require_features("beta", beta, x)
     _require_features("running_mean", running_mean, x)
     _require_features("running_var", running_var, x)
-    _require_nonnegative("running_var", running_var)
-    eps = positive_scalar("eps", eps)
-    return _kernel("batchnorm_inference", x)(x, gamma, beta, running_mean, running_var, eps)
+    eps = _eps(eps)
+    # The kernel checks that running_var >= 0 (one loop over F, see bind_batchnorm.cpp).
+    return _KERNELS["batchnorm_inference", x.dtype](
+        x, gamma, beta, running_mean, running_var, eps
+    )
