@@ -95,24 +95,42 @@ GW_ALWAYS_INLINE bool float_squares_trusted(double squares) {
 template <Activation kKind, typename Acc, typename T, typename Preact>
 GW_ALWAYS_INLINE void telemetry_row_sums(Acc (&sums)[4], int& saturated, const T* a, int64_t f0,
                                          int64_t f1, const Preact& preact) {
-  Acc preact_sum = 0, preact_squares = 0, act_sum = 0, act_squares = 0;
-  int saturated_count = 0;
+  // The two halves of the range with accumulators of their own: two independent chains of
+  // additions, whose latency (not the arithmetic) limits a single set.
+  const int64_t half = (f1 - f0) / 2, g0 = f0 + half;
+  Acc preact_sum0 = 0, preact_squares0 = 0, act_sum0 = 0, act_squares0 = 0;
+  Acc preact_sum1 = 0, preact_squares1 = 0, act_sum1 = 0, act_squares1 = 0;
+  int saturated0 = 0, saturated1 = 0;
   const SaturationBand<Acc> band = kind_band<kKind, Acc>();
-#pragma omp simd reduction(+ : preact_sum, preact_squares, act_sum, act_squares, saturated_count)
-  for (int64_t j = f0; j < f1; ++j) {
-    const Acc h = static_cast<Acc>(preact(j));
-    const Acc y = static_cast<Acc>(a[j]);
-    preact_sum += h;
-    preact_squares += h * h;
-    act_sum += y;
-    act_squares += y * y;
-    saturated_count += saturated_element<kKind>(y, band);
+#pragma omp simd reduction(+ : preact_sum0, preact_squares0, act_sum0, act_squares0, saturated0, \
+                               preact_sum1, preact_squares1, act_sum1, act_squares1, saturated1)
+  for (int64_t k = 0; k < half; ++k) {
+    const Acc h0 = static_cast<Acc>(preact(f0 + k)), h1 = static_cast<Acc>(preact(g0 + k));
+    const Acc y0 = static_cast<Acc>(a[f0 + k]), y1 = static_cast<Acc>(a[g0 + k]);
+    preact_sum0 += h0;
+    preact_squares0 += h0 * h0;
+    act_sum0 += y0;
+    act_squares0 += y0 * y0;
+    saturated0 += saturated_element<kKind>(y0, band);
+    preact_sum1 += h1;
+    preact_squares1 += h1 * h1;
+    act_sum1 += y1;
+    act_squares1 += y1 * y1;
+    saturated1 += saturated_element<kKind>(y1, band);
   }
-  sums[0] = preact_sum;
-  sums[1] = preact_squares;
-  sums[2] = act_sum;
-  sums[3] = act_squares;
-  saturated = saturated_count;
+  for (int64_t j = g0 + half; j < f1; ++j) {  // the last element of an odd range
+    const Acc h = static_cast<Acc>(preact(j)), y = static_cast<Acc>(a[j]);
+    preact_sum0 += h;
+    preact_squares0 += h * h;
+    act_sum0 += y;
+    act_squares0 += y * y;
+    saturated0 += saturated_element<kKind>(y, band);
+  }
+  sums[0] = preact_sum0 + preact_sum1;
+  sums[1] = preact_squares0 + preact_squares1;
+  sums[2] = act_sum0 + act_sum1;
+  sums[3] = act_squares0 + act_squares1;
+  saturated = saturated0 + saturated1;
 }
 
 // The NaN and infinite entries of z and a in [f0, f1).
