@@ -64,18 +64,20 @@ GW_ALWAYS_INLINE T identity_backward_from_output(T dy, T y) {
 
 // ---- sigmoid ---------------------------------------------------------------------------------
 // sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) otherwise, e = exp(-|x|) <= 1: nothing
-// overflows, and sigmoid(-1000) is its true (underflowing) value, not 1 / inf.
+// overflows, and sigmoid(-1000) is its true (underflowing) value, not 1 / inf. With
+// e = t / den (exp_quotient_nonpositive) that is den / (den + t) or t / (den + t): one division.
 template <typename T>
 GW_ALWAYS_INLINE T sigmoid_forward(T x) {
-  const T e = vexp_nonpositive(-std::fabs(x));
-  return (x >= static_cast<T>(0) ? static_cast<T>(1) : e) / (static_cast<T>(1) + e);
+  const ExpQuotient<T> e = exp_quotient_nonpositive(-std::fabs(x));
+  return (x >= static_cast<T>(0) ? e.den : e.t) / (e.den + e.t);
 }
-// sigmoid'(x) = e / (1 + e)^2, symmetric in x: no 1 - sigmoid cancellation for x >> 0.
+// sigmoid'(x) = e / (1 + e)^2 = t den / (den + t)^2, symmetric in x: no 1 - sigmoid
+// cancellation for x >> 0.
 template <typename T>
 GW_ALWAYS_INLINE T sigmoid_backward(T dy, T x) {
-  const T e = vexp_nonpositive(-std::fabs(x));
-  const T d = static_cast<T>(1) + e;
-  return dy * e / (d * d);
+  const ExpQuotient<T> e = exp_quotient_nonpositive(-std::fabs(x));
+  const T d = e.den + e.t;
+  return dy * (e.t * e.den) / (d * d);
 }
 template <typename T>
 GW_ALWAYS_INLINE T sigmoid_backward_from_output(T dy, T y) {
@@ -87,13 +89,13 @@ template <typename T>
 GW_ALWAYS_INLINE T tanh_forward(T x) {
   return vtanh(x);
 }
-// tanh'(x) = 1 - tanh(x)^2 = 4e / (1 + e)^2 with e = exp(-2|x|): keeps its tiny values where
-// tanh rounds to +-1.
+// tanh'(x) = 1 - tanh(x)^2 = 4e / (1 + e)^2 with e = exp(-2|x|) = t / den: keeps its tiny
+// values where tanh rounds to +-1.
 template <typename T>
 GW_ALWAYS_INLINE T tanh_backward(T dy, T x) {
-  const T e = vexp_nonpositive(static_cast<T>(-2) * std::fabs(x));
-  const T d = static_cast<T>(1) + e;
-  return dy * (static_cast<T>(4) * e) / (d * d);
+  const ExpQuotient<T> e = exp_quotient_nonpositive(static_cast<T>(-2) * std::fabs(x));
+  const T d = e.den + e.t;
+  return dy * (static_cast<T>(4) * e.t * e.den) / (d * d);
 }
 // (1 - y)(1 + y) rather than 1 - y^2: 1 - y is exact near y = 1.
 template <typename T>
@@ -236,10 +238,10 @@ GW_ALWAYS_INLINE T gelu_tanh_forward(T x) {
 template <typename T>
 GW_ALWAYS_INLINE T gelu_tanh_backward(T dy, T x) {
   const T v = gelu_tanh_two_u(x);
-  const T e = vexp_nonpositive(-std::fabs(v));
-  const T inverse = static_cast<T>(1) / (static_cast<T>(1) + e);
-  const T sig = (v >= static_cast<T>(0) ? static_cast<T>(1) : e) * inverse;
-  const T dsig = e * inverse * inverse;
+  const ExpQuotient<T> e = exp_quotient_nonpositive(-std::fabs(v));
+  const T inverse = static_cast<T>(1) / (e.den + e.t);
+  const T sig = (v >= static_cast<T>(0) ? e.den : e.t) * inverse;
+  const T dsig = (e.t * e.den) * inverse * inverse;
   const T dv = (static_cast<T>(2) * kSqrt2OverPi<T>) *
                (static_cast<T>(1) + static_cast<T>(3) * kGeluTanhCubic<T> * (x * x));
   const T slope_term = dsig == static_cast<T>(0) ? static_cast<T>(0) : x * dsig * dv;
@@ -255,10 +257,10 @@ GW_ALWAYS_INLINE T silu_forward(T x) {
 // silu'(x) = sigmoid(x) + x sigmoid'(x).
 template <typename T>
 GW_ALWAYS_INLINE T silu_backward(T dy, T x) {
-  const T e = vexp_nonpositive(-std::fabs(x));
-  const T inverse = static_cast<T>(1) / (static_cast<T>(1) + e);
-  const T sig = (x >= static_cast<T>(0) ? static_cast<T>(1) : e) * inverse;
-  const T dsig = e * inverse * inverse;
+  const ExpQuotient<T> e = exp_quotient_nonpositive(-std::fabs(x));
+  const T inverse = static_cast<T>(1) / (e.den + e.t);
+  const T sig = (x >= static_cast<T>(0) ? e.den : e.t) * inverse;
+  const T dsig = (e.t * e.den) * inverse * inverse;
   return dy * (sig + (dsig == static_cast<T>(0) ? static_cast<T>(0) : x * dsig));
 }
 
