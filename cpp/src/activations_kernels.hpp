@@ -64,18 +64,29 @@ GW_ALWAYS_INLINE T identity_backward_from_output(T dy, T y) {
 
 // ---- sigmoid ---------------------------------------------------------------------------------
 // sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) otherwise, e = exp(-|x|) <= 1: nothing
-// overflows, and sigmoid(-1000) is its true (underflowing) value, not 1 / inf.
+// overflows, and sigmoid(-1000) is its true (underflowing) value, not 1 / inf. With
+// e = t / den (exp_quotient_nonpositive) that is den / (den + t) or t / (den + t): one division.
+// sigmoid_exp and sigmoid_from_exp are the two halves, for the kinds built on sigmoid whose
+// loops run them apart (see "two-loop blocks").
+template <typename T>
+GW_ALWAYS_INLINE ExpQuotient<T> sigmoid_exp(T x) {
+  return exp_quotient_nonpositive(-std::fabs(x));
+}
+template <typename T>
+GW_ALWAYS_INLINE T sigmoid_from_exp(T x, ExpQuotient<T> e) {
+  return (x >= static_cast<T>(0) ? e.den : e.t) / (e.den + e.t);
+}
 template <typename T>
 GW_ALWAYS_INLINE T sigmoid_forward(T x) {
-  const T e = vexp_nonpositive(-std::fabs(x));
-  return (x >= static_cast<T>(0) ? static_cast<T>(1) : e) / (static_cast<T>(1) + e);
+  return sigmoid_from_exp(x, sigmoid_exp(x));
 }
-// sigmoid'(x) = e / (1 + e)^2, symmetric in x: no 1 - sigmoid cancellation for x >> 0.
+// sigmoid'(x) = e / (1 + e)^2 = t den / (den + t)^2, symmetric in x: no 1 - sigmoid
+// cancellation for x >> 0.
 template <typename T>
 GW_ALWAYS_INLINE T sigmoid_backward(T dy, T x) {
-  const T e = vexp_nonpositive(-std::fabs(x));
-  const T d = static_cast<T>(1) + e;
-  return dy * e / (d * d);
+  const ExpQuotient<T> e = sigmoid_exp(x);
+  const T d = e.den + e.t;
+  return dy * (e.t * e.den) / (d * d);
 }
 template <typename T>
 GW_ALWAYS_INLINE T sigmoid_backward_from_output(T dy, T y) {
@@ -87,13 +98,20 @@ template <typename T>
 GW_ALWAYS_INLINE T tanh_forward(T x) {
   return vtanh(x);
 }
-// tanh'(x) = 1 - tanh(x)^2 = 4e / (1 + e)^2 with e = exp(-2|x|): keeps its tiny values where
-// tanh rounds to +-1.
+// tanh'(x) = 1 - tanh(x)^2 = 4e / (1 + e)^2 with e = exp(-2|x|) = t / den: keeps its tiny
+// values where tanh rounds to +-1.
+template <typename T>
+GW_ALWAYS_INLINE ExpQuotient<T> tanh_exp(T x) {
+  return exp_quotient_nonpositive(static_cast<T>(-2) * std::fabs(x));
+}
+template <typename T>
+GW_ALWAYS_INLINE T tanh_backward_from_exp(T dy, ExpQuotient<T> e) {
+  const T d = e.den + e.t;
+  return dy * (static_cast<T>(4) * e.t * e.den) / (d * d);
+}
 template <typename T>
 GW_ALWAYS_INLINE T tanh_backward(T dy, T x) {
-  const T e = vexp_nonpositive(static_cast<T>(-2) * std::fabs(x));
-  const T d = static_cast<T>(1) + e;
-  return dy * (static_cast<T>(4) * e) / (d * d);
+  return tanh_backward_from_exp(dy, tanh_exp(x));
 }
 // (1 - y)(1 + y) rather than 1 - y^2: 1 - y is exact near y = 1.
 template <typename T>
@@ -232,18 +250,26 @@ GW_ALWAYS_INLINE T gelu_tanh_forward(T x) {
   return (sig == static_cast<T>(0) ? static_cast<T>(-0.0) : x) * sig;
 }
 // gelu_tanh'(x) = sigmoid(2u) + x sigmoid'(2u) 2u'(x),
-// 2u'(x) = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+// 2u'(x) = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2). Split into the exponential (gelu_tanh_exp) and
+// the rest, which backward_loop runs as two loops (see "two-loop blocks").
 template <typename T>
-GW_ALWAYS_INLINE T gelu_tanh_backward(T dy, T x) {
+GW_ALWAYS_INLINE ExpQuotient<T> gelu_tanh_exp(T x) {
+  return exp_quotient_nonpositive(-std::fabs(gelu_tanh_two_u(x)));
+}
+template <typename T>
+GW_ALWAYS_INLINE T gelu_tanh_backward_from_exp(T dy, T x, ExpQuotient<T> e) {
   const T v = gelu_tanh_two_u(x);
-  const T e = vexp_nonpositive(-std::fabs(v));
-  const T inverse = static_cast<T>(1) / (static_cast<T>(1) + e);
-  const T sig = (v >= static_cast<T>(0) ? static_cast<T>(1) : e) * inverse;
-  const T dsig = e * inverse * inverse;
+  const T inverse = static_cast<T>(1) / (e.den + e.t);
+  const T sig = (v >= static_cast<T>(0) ? e.den : e.t) * inverse;
+  const T dsig = (e.t * e.den) * inverse * inverse;
   const T dv = (static_cast<T>(2) * kSqrt2OverPi<T>) *
                (static_cast<T>(1) + static_cast<T>(3) * kGeluTanhCubic<T> * (x * x));
   const T slope_term = dsig == static_cast<T>(0) ? static_cast<T>(0) : x * dsig * dv;
   return dy * (sig + slope_term);
+}
+template <typename T>
+GW_ALWAYS_INLINE T gelu_tanh_backward(T dy, T x) {
+  return gelu_tanh_backward_from_exp(dy, x, gelu_tanh_exp(x));
 }
 
 // ---- silu ------------------------------------------------------------------------------------
@@ -252,28 +278,42 @@ GW_ALWAYS_INLINE T silu_forward(T x) {
   const T sig = sigmoid_forward(x);
   return (sig == static_cast<T>(0) ? static_cast<T>(-0.0) : x) * sig;  // silu(-inf) = -0
 }
-// silu'(x) = sigmoid(x) + x sigmoid'(x).
+// silu'(x) = sigmoid(x) + x sigmoid'(x), split like gelu_tanh' (the exponential is sigmoid's).
+template <typename T>
+GW_ALWAYS_INLINE T silu_backward_from_exp(T dy, T x, ExpQuotient<T> e) {
+  const T inverse = static_cast<T>(1) / (e.den + e.t);
+  const T sig = (x >= static_cast<T>(0) ? e.den : e.t) * inverse;
+  const T dsig = (e.t * e.den) * inverse * inverse;
+  return dy * (sig + (dsig == static_cast<T>(0) ? static_cast<T>(0) : x * dsig));
+}
 template <typename T>
 GW_ALWAYS_INLINE T silu_backward(T dy, T x) {
-  const T e = vexp_nonpositive(-std::fabs(x));
-  const T inverse = static_cast<T>(1) / (static_cast<T>(1) + e);
-  const T sig = (x >= static_cast<T>(0) ? static_cast<T>(1) : e) * inverse;
-  const T dsig = e * inverse * inverse;
-  return dy * (sig + (dsig == static_cast<T>(0) ? static_cast<T>(0) : x * dsig));
+  return silu_backward_from_exp(dy, x, sigmoid_exp(x));
 }
 
 // ---- softplus --------------------------------------------------------------------------------
 // softplus(x) = max(x, 0) + log1p(exp(-|x|)): softplus(1000) = 1000, softplus(-1000) = its
 // true tiny value (0 after underflow). A NaN x reaches the log1p term. exp(-|x|) is in [0, 1],
-// where vlog1p_unit is enough.
+// where vlog1p_unit is enough. Split like gelu_tanh', for forward_loop.
+template <typename T>
+GW_ALWAYS_INLINE T softplus_exp(T x) {
+  return vexp_nonpositive(-std::fabs(x));
+}
+template <typename T>
+GW_ALWAYS_INLINE T softplus_forward_from_exp(T x, T e) {
+  return (x > static_cast<T>(0) ? x : static_cast<T>(0)) + vlog1p_unit(e);
+}
 template <typename T>
 GW_ALWAYS_INLINE T softplus_forward(T x) {
-  return (x > static_cast<T>(0) ? x : static_cast<T>(0)) +
-         vlog1p_unit(vexp_nonpositive(-std::fabs(x)));
+  return softplus_forward_from_exp(x, softplus_exp(x));
+}
+template <typename T>
+GW_ALWAYS_INLINE T softplus_backward_from_exp(T dy, T x, ExpQuotient<T> e) {
+  return dy * sigmoid_from_exp(x, e);
 }
 template <typename T>
 GW_ALWAYS_INLINE T softplus_backward(T dy, T x) {
-  return dy * sigmoid_forward(x);
+  return softplus_backward_from_exp(dy, x, sigmoid_exp(x));
 }
 
 // ---- one element, by kind -------------------------------------------------------------------
@@ -347,7 +387,7 @@ void visit_kind(Activation kind, const F& f) {
   }
 }
 
-// ---- loops -----------------------------------------------------------------------------------
+// ---- blocks ----------------------------------------------------------------------------------
 // Elements per block. Blocks are the unit of parallel work, so which elements go through the
 // vector body or the scalar remainder of a loop never depends on the thread count.
 constexpr int64_t kActivationBlock = 4096;
@@ -377,21 +417,124 @@ void for_each_block(int64_t n, const Body& body) {
   for (int64_t b = 0; b < blocks; ++b) run_block(body, b, n);
 }
 
+// ---- two-loop blocks -------------------------------------------------------------------------
+// Where a long computation depends on an exponential (softplus' log1p; the derivatives of
+// tanh, silu, gelu_tanh and softplus, a division and more after it), one loop over both makes
+// each element a long chain of dependent operations, and the out-of-order core overlaps too
+// few elements to keep its units busy. These kinds run a block as chunks of kStageChunk
+// elements, each in two loops: the exponentials into a buffer that stays in L1, then the rest
+// (measured 7-40% faster on Zen 3; no gain for sigmoid, the forward passes of silu and
+// gelu_tanh, or gelu, whose erfc polynomial is the long part). The chunks lie at fixed offsets
+// of the fixed blocks: the bits do not depend on the thread count. x (and dy) are still read
+// once from memory, y written once.
+constexpr int64_t kStageChunk = 512;
+static_assert(kActivationBlock % kStageChunk == 0, "chunks must not straddle blocks");
+
+constexpr bool has_staged_forward(Activation kind) { return kind == Activation::softplus; }
+constexpr bool has_staged_backward(Activation kind) {
+  return kind == Activation::tanh || kind == Activation::silu ||
+         kind == Activation::gelu_tanh || kind == Activation::softplus;
+}
+
+template <Activation kKind, typename T>
+GW_ALWAYS_INLINE T forward_stage(T x) {
+  static_assert(has_staged_forward(kKind), "no two-loop forward for this kind");
+  return softplus_exp(x);
+}
+template <Activation kKind, typename T>
+GW_ALWAYS_INLINE T forward_from_stage(T x, T e) {
+  return softplus_forward_from_exp(x, e);
+}
+template <Activation kKind, typename T>
+GW_ALWAYS_INLINE ExpQuotient<T> backward_stage(T x) {
+  static_assert(has_staged_backward(kKind), "no two-loop backward for this kind");
+  if constexpr (kKind == Activation::tanh) return tanh_exp(x);
+  if constexpr (kKind == Activation::silu || kKind == Activation::softplus) return sigmoid_exp(x);
+  if constexpr (kKind == Activation::gelu_tanh) return gelu_tanh_exp(x);
+}
+template <Activation kKind, typename T>
+GW_ALWAYS_INLINE T backward_from_stage(T dy, T x, ExpQuotient<T> e) {
+  if constexpr (kKind == Activation::tanh) return tanh_backward_from_exp(dy, e);
+  if constexpr (kKind == Activation::silu) return silu_backward_from_exp(dy, x, e);
+  if constexpr (kKind == Activation::gelu_tanh) return gelu_tanh_backward_from_exp(dy, x, e);
+  if constexpr (kKind == Activation::softplus) return softplus_backward_from_exp(dy, x, e);
+}
+
+// One chunk's stage values: plain exponentials, or quotients t / den stored as two arrays (den
+// only in double: in float it is 1).
+template <typename V>
+struct StageBuffer {
+  alignas(64) V values[kStageChunk];
+  GW_ALWAYS_INLINE void store(int64_t i, V value) { values[i] = value; }
+  GW_ALWAYS_INLINE V load(int64_t i) const { return values[i]; }
+};
+template <typename T>
+struct StageBuffer<ExpQuotient<T>> {
+  static constexpr bool kHasDen = !std::is_same_v<T, float>;
+  alignas(64) T t[kStageChunk];
+  alignas(64) T den[kHasDen ? kStageChunk : 1];
+  GW_ALWAYS_INLINE void store(int64_t i, ExpQuotient<T> value) {
+    t[i] = value.t;
+    if constexpr (kHasDen) den[i] = value.den;
+  }
+  GW_ALWAYS_INLINE ExpQuotient<T> load(int64_t i) const {
+    if constexpr (kHasDen) {
+      return {t[i], den[i]};
+    } else {
+      return {t[i], static_cast<T>(1)};
+    }
+  }
+};
+
+// ---- loops -----------------------------------------------------------------------------------
 // y = f(x).  y, x: (n)
 template <Activation kKind, typename T>
 void forward_loop(T* y, const T* x, int64_t n, T alpha) {
   for_each_block(n, [=](int64_t begin, int64_t end) {
+    if constexpr (has_staged_forward(kKind)) {
+      StageBuffer<T> stage;
+      for (int64_t chunk = begin; chunk < end; chunk += kStageChunk) {
+        const int64_t count = std::min(kStageChunk, end - chunk);
+        const T* xc = x + chunk;
+        T* yc = y + chunk;
 #pragma omp simd
-    for (int64_t i = begin; i < end; ++i) y[i] = forward_element<kKind>(x[i], alpha);
+        for (int64_t i = 0; i < count; ++i) stage.store(i, forward_stage<kKind>(xc[i]));
+#pragma omp simd
+        for (int64_t i = 0; i < count; ++i) yc[i] = forward_from_stage<kKind>(xc[i], stage.load(i));
+      }
+    } else {
+#pragma omp simd
+      for (int64_t i = begin; i < end; ++i) y[i] = forward_element<kKind>(x[i], alpha);
+    }
   });
+}
+
+// dx = dy * f'(x) for dx, x in [begin, end), dy_at(i) giving dy[i] (or 1: the derivative).
+template <Activation kKind, typename T, typename DyAt>
+GW_ALWAYS_INLINE void backward_range(T* dx, const DyAt& dy_at, const T* x, int64_t begin,
+                                     int64_t end, T alpha) {
+  if constexpr (has_staged_backward(kKind)) {
+    StageBuffer<ExpQuotient<T>> stage;
+    for (int64_t chunk = begin; chunk < end; chunk += kStageChunk) {
+      const int64_t count = std::min(kStageChunk, end - chunk);
+#pragma omp simd
+      for (int64_t i = 0; i < count; ++i) stage.store(i, backward_stage<kKind>(x[chunk + i]));
+#pragma omp simd
+      for (int64_t i = 0; i < count; ++i) {
+        dx[chunk + i] = backward_from_stage<kKind>(dy_at(chunk + i), x[chunk + i], stage.load(i));
+      }
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) dx[i] = backward_element<kKind>(dy_at(i), x[i], alpha);
+  }
 }
 
 // dx = dy * f'(x).  dx, dy, x: (n)
 template <Activation kKind, typename T>
 void backward_loop(T* dx, const T* dy, const T* x, int64_t n, T alpha) {
   for_each_block(n, [=](int64_t begin, int64_t end) {
-#pragma omp simd
-    for (int64_t i = begin; i < end; ++i) dx[i] = backward_element<kKind>(dy[i], x[i], alpha);
+    backward_range<kKind>(dx, [dy](int64_t i) { return dy[i]; }, x, begin, end, alpha);
   });
 }
 
@@ -399,10 +542,7 @@ void backward_loop(T* dx, const T* dy, const T* x, int64_t n, T alpha) {
 template <Activation kKind, typename T>
 void derivative_loop(T* dydx, const T* x, int64_t n, T alpha) {
   for_each_block(n, [=](int64_t begin, int64_t end) {
-#pragma omp simd
-    for (int64_t i = begin; i < end; ++i) {
-      dydx[i] = backward_element<kKind>(static_cast<T>(1), x[i], alpha);
-    }
+    backward_range<kKind>(dydx, [](int64_t) { return static_cast<T>(1); }, x, begin, end, alpha);
   });
 }
 
