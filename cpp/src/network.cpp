@@ -190,7 +190,7 @@ struct Network<T>::Layer {
   int64_t in = 0, out = 0;
   bool hidden = false, batchnorm = false, residual = false, dropout = false;
   bool from_output = false;  // the activation's derivative is computed from a
-  bool keep_h = false;       // h is kept (batch norm and a derivative from h)
+  bool keep_h = false;       // h is kept for the backward (batch norm and a derivative from h)
   Activation kind = Activation::identity;
   T alpha = 0, keep_scale = 1;
   uint32_t threshold = 0;
@@ -425,7 +425,7 @@ void Network<T>::reserve(int64_t N) {
       continue;
     }
     per_row += 3 * l.out;  // a, grad_out, grad_h
-    if (l.keep_h) per_row += l.out;
+    if (l.batchnorm) per_row += l.out;  // h: kept, or written while telemetry records
     if (l.dropout || l.residual) per_row += l.out;  // output
     if (l.batchnorm) per_row += l.out;              // grad_z
     if (l.dropout) mask_per_row += l.out;
@@ -449,7 +449,7 @@ void Network<T>::reserve(int64_t N) {
     l.a = take(l.out);
     l.grad_out = take(l.out);
     l.grad_h = take(l.out);
-    l.h = l.keep_h ? take(l.out) : nullptr;
+    l.h = l.batchnorm ? take(l.out) : nullptr;
     l.output = l.dropout || l.residual ? take(l.out) : l.a;
     l.grad_z = l.batchnorm ? take(l.out) : l.grad_h;
     if (l.dropout) {
@@ -537,7 +537,9 @@ void Network<T>::training_forward(const T* x, int64_t N) {
       }
     }
     HiddenForwardArgs<T> args{};
-    args.h = l.h;
+    // h is written when the backward needs it, or for telemetry's statistics, which then read it
+    // in one flat pass instead of recomputing it row by row.
+    args.h = l.keep_h || collect_stats_ ? l.h : nullptr;
     args.a = l.a;
     args.out = l.output;
     args.mask = use_dropout_ ? l.mask : nullptr;
