@@ -162,6 +162,21 @@ GW_ALWAYS_INLINE void telemetry_range_sums(double (&sums)[4], int& saturated, in
   }
 }
 
+// acc (kTileSums) += the sums of elements [f0, f1), as telemetry_range_sums computes them.
+template <Activation kKind, typename T, typename Preact>
+GW_ALWAYS_INLINE void telemetry_add_range_sums(double* acc, const T* z, const T* a, int64_t f0,
+                                               int64_t f1, const Preact& preact) {
+  int saturated = 0, nonfinite = 0;
+  double sums[4];
+  telemetry_range_sums<kKind>(sums, saturated, nonfinite, z, a, f0, f1, preact);
+  acc[kPreactSum] += sums[0];
+  acc[kPreactSquares] += sums[1];
+  acc[kActSum] += sums[2];
+  acc[kActSquares] += sums[3];
+  acc[kSaturated] += static_cast<double>(saturated);
+  acc[kNonfinite] += static_cast<double>(nonfinite);
+}
+
 // The sum of squares of a (n), as telemetry_range_sums sums them.
 template <typename T>
 GW_ALWAYS_INLINE double telemetry_squares(const T* a, int64_t n) {
@@ -259,15 +274,7 @@ GW_ALWAYS_INLINE void telemetry_row(double* acc, const ForwardStatsArgs& s, cons
       }
     }
   }
-  int saturated = 0, nonfinite = 0;
-  double sums[4];
-  telemetry_range_sums<kKind>(sums, saturated, nonfinite, z, a, t.f0, t.f1, preact);
-  acc[kPreactSum] += sums[0];
-  acc[kPreactSquares] += sums[1];
-  acc[kActSum] += sums[2];
-  acc[kActSquares] += sums[3];
-  acc[kSaturated] += static_cast<double>(saturated);
-  acc[kNonfinite] += static_cast<double>(nonfinite);
+  telemetry_add_range_sums<kKind>(acc, z, a, t.f0, t.f1, preact);
 }
 
 // One row's statistics in the forward tile: h is z (no batch norm), the kept h, or recomputed
@@ -319,15 +326,7 @@ void telemetry_flat_tile(double* acc, const ForwardStatsArgs& s, const T* preact
   const int64_t e1 = t.r1 * O;
   for (int64_t b0 = t.r0 * O; b0 < e1; b0 += kFlatBlock) {
     const int64_t b1 = e1 - b0 < kFlatBlock ? e1 : b0 + kFlatBlock;
-    int saturated = 0, nonfinite = 0;
-    double sums[4];
-    telemetry_range_sums<kKind>(sums, saturated, nonfinite, z, a, b0, b1, h);
-    acc[kPreactSum] += sums[0];
-    acc[kPreactSquares] += sums[1];
-    acc[kActSum] += sums[2];
-    acc[kActSquares] += sums[3];
-    acc[kSaturated] += static_cast<double>(saturated);
-    acc[kNonfinite] += static_cast<double>(nonfinite);
+    telemetry_add_range_sums<kKind>(acc, z, a, b0, b1, h);
   }
   if constexpr (telemetry_can_die(kKind)) {
     if (s.alive == nullptr) return;
