@@ -273,6 +273,28 @@ def test_nonfinite_counts_are_recorded_for_a_failed_step():
     assert json.loads(json.dumps(probed.to_dict()))["layers"][0]["preact_mean"] is None
 
 
+@pytest.mark.parametrize("batch", [8, 70])
+def test_nan_preactivation_keeps_relu_units_alive(batch, dtype):
+    """A NaN pre-activation counts as alive (it is not <= 0), in tiles of whole rows too, where
+    the alive flags otherwise come from the features' maxima, which would drop a NaN."""
+    net = gradwatch.MLP([4, 40, 40, 3], activation="relu", dtype=dtype, seed=2)
+    x, y = batch_for(net, batch, seed=4)
+    bias = net.state_dict()["dense0.bias"]
+    bias[:] = -100.0  # every unit of layer 0 dead ...
+    state = net.state_dict()
+    state["dense0.bias"] = bias
+    net.load_state_dict(state)
+    index = net._param_names.index("dense0.bias")
+    offset = sum(p.size for p in net._core.parameters()[:index])
+    net._core.exchange_parameter(offset + 5, math.nan)  # ... but unit 5, NaN in every row
+    expected, nonfinite, _ = reference.layer_statistics(state64_with_nan(net), x, y,
+                                                        config_of(net))
+    with pytest.raises(gradwatch.NonFiniteError):
+        net.train_step(x, y, optim.SGD(lr=0.1))
+    assert net.telemetry.dead_fraction[-1, 0] == expected["dead_fraction"][0] == 39 / 40
+    np.testing.assert_array_equal(net.telemetry.nonfinite_count[-1], nonfinite)
+
+
 def state64_with_nan(net):
     """state64 of a network whose parameters the state dict refuses (NaN): read from the core."""
     names = net._param_names

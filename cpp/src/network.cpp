@@ -1107,7 +1107,9 @@ void Network<T>::collect_statistics(double* metrics, int64_t* nonfinite, int64_t
               squares, static_cast<double>(N * O));
       metric(i, LayerMetric::grad_output_norm) = std::sqrt(grad_squares);
       metric(i, LayerMetric::activation_cosine) = mean_cosine(unit_squares, rows);
-      bad += count_nonfinite(l.z, N * O) + count_nonfinite(l.grad_z, N * O);
+      // Searched only when a sum of squares is not finite, as for the gradients above.
+      if (!std::isfinite(squares)) bad += count_nonfinite(l.z, N * O);
+      if (!std::isfinite(grad_squares)) bad += count_nonfinite(l.grad_z, N * O);
     }
     nonfinite[i] = bad;
   }

@@ -30,7 +30,7 @@ namespace GW_ISA {
 // Elements per chunk of the LARS norms: the unit of their fixed-order reduction.
 constexpr int64_t kOptimChunk = 8192;
 // Elements per block of the telemetry norms (for_each_update), summed in block order.
-constexpr int64_t kNormBlock = 512;
+constexpr int64_t kNormBlock = 1024;
 
 // The float sums of squares of a block are trusted inside [kNormSquaresLow, kNormSquaresHigh]:
 // there no term overflows and the terms lost to float underflow are negligible.
@@ -65,9 +65,11 @@ inline void for_each_element(int64_t E, const Body& body) {
 // param[i] = body(i) for i in [0, E) (the body returns the new value and writes the state it
 // owns), split over threads as for_each_element. With norms (2 K) non-null, also norms[2k] =
 // the sum of param^2 before the update and norms[2k + 1] = the sum of (after - before)^2 over
-// chunk k of kOptimChunk elements, block by block while the block is in L1 (telemetry's ||W|| and
-// ||W_after - W_before||); the caller adds the chunks in index order, so the sums have the same
-// bits on any number of threads.
+// chunk k of kOptimChunk elements, block by block (telemetry's ||W|| and ||W_after - W_before||);
+// the caller adds the chunks in index order, so the sums have the same bits on any number of
+// threads. The bodies must branch on their options at compile time (with_flags): GCC vectorises
+// the update and the sums as one loop only then (it does not unswitch a runtime option inside a
+// loop with reductions).
 // param: (E)  norms: (2 K)
 template <typename T, typename Body>
 inline void for_each_update(int64_t E, const Body& body, T* param, double* norms) {
@@ -76,39 +78,40 @@ inline void for_each_update(int64_t E, const Body& body, T* param, double* norms
     return;
   }
   const int64_t chunks = (E + kOptimChunk - 1) / kOptimChunk;
-  // Each block of a chunk: the update writes the new values to a buffer (the same loop as
-  // without norms, which GCC vectorises; with the reductions in it GCC no longer unswitches on
-  // the kernels' option flags and stops vectorising), then one pass swaps buffer and parameters
-  // and adds the squares. The parameters, the gradient and the state stream through the update
-  // as they do without norms (a pass over the old values first, apart, left each block waiting
-  // for memory: +40% on a large Adam update).
   const auto run_chunk = [param, norms, E](const Body& body_of_thread, int64_t k) {
     const Body local = body_of_thread;  // a local copy: see for_each_element
     const int64_t begin = k * kOptimChunk;
     const int64_t end = begin + kOptimChunk < E ? begin + kOptimChunk : E;
     double before_squares = 0.0, change_squares = 0.0;
-    T buffer[kNormBlock];
+    T old_values[kNormBlock];
     for (int64_t first = begin; first < end; first += kNormBlock) {
       const int64_t n = end - first < kNormBlock ? end - first : kNormBlock;
       T* p = param + first;
-#pragma omp simd
-      for (int64_t j = 0; j < n; ++j) buffer[j] = local(first + j);
       // In T's lanes; for float, trusted inside [kNormSquaresLow, kNormSquaresHigh], and a block
-      // outside it (zero, tiny, huge, NaN) is summed again in double from the old values (now in
-      // the buffer) and the new. change is after - before rounded to float: its relative error
-      // (2^-24) is as small as that of the sums.
-      T float_before, float_change;
-      swap_with_squares(p, buffer, n, float_before, float_change);
-      double block_before = static_cast<double>(float_before);
-      double block_change = static_cast<double>(float_change);
+      // outside it (zero, tiny, huge, NaN) is summed again in double from the old values (kept
+      // in old_values, in L1) and the new. change is after - before rounded to T: its relative
+      // error (2^-24 in float) is as small as that of the sums.
+      T before = 0, change = 0;
+#pragma omp simd reduction(+ : before, change)
+      for (int64_t j = 0; j < n; ++j) {
+        const T old = p[j];
+        const T updated = local(first + j);
+        old_values[j] = old;
+        p[j] = updated;
+        const T difference = updated - old;
+        before += old * old;
+        change += difference * difference;
+      }
+      double block_before = static_cast<double>(before);
+      double block_change = static_cast<double>(change);
       if (std::is_same_v<T, float> &&
           !(norm_squares_trusted(block_before) && norm_squares_trusted(block_change))) {
-        block_before = double_sum_of_squares(buffer, n);
+        block_before = double_sum_of_squares(old_values, n);
         block_change = 0.0;
 #pragma omp simd reduction(+ : block_change)
         for (int64_t j = 0; j < n; ++j) {
-          const double change = static_cast<double>(p[j]) - static_cast<double>(buffer[j]);
-          block_change += change * change;
+          const double difference = static_cast<double>(p[j]) - static_cast<double>(old_values[j]);
+          block_change += difference * difference;
         }
       }
       before_squares += block_before;
@@ -131,12 +134,42 @@ inline void for_each_update(int64_t E, const Body& body, T* param, double* norms
   }
 }
 
+// f(std::bool_constant<flags>...): the kernels' options become compile-time constants of their
+// loop bodies (if constexpr), one instantiation per combination.
+template <typename F>
+inline void with_flags(const F& f) {
+  f();
+}
+template <typename F, typename... Flags>
+inline void with_flags(const F& f, bool flag, Flags... rest) {
+  if (flag) {
+    with_flags([&](auto... constants) { f(std::true_type{}, constants...); }, rest...);
+  } else {
+    with_flags([&](auto... constants) { f(std::false_type{}, constants...); }, rest...);
+  }
+}
+
 // The clipped gradient: grad * scale clamped to [-limit, limit]; NaN passes through.
 template <typename T>
 inline T clipped_gradient(T grad, T scale, T limit) {
   const T g = grad * scale;
   const T above = g > limit ? limit : g;
   return above < -limit ? -limit : above;
+}
+// The same, with Clip false when the step does not clip (scale 1, no limit): then grad itself,
+// which is what the arithmetic above gives for it, without the arithmetic.
+template <typename Clip, typename T>
+inline T gradient_of_step(T grad, T scale, T limit) {
+  if constexpr (Clip::value) {
+    return clipped_gradient(grad, scale, limit);
+  } else {
+    return grad;
+  }
+}
+// Whether a step clips: clip_limit(clip_value) finite, or a scale other than 1.
+template <typename T>
+inline bool step_clips(T grad_scale, T clip_value) {
+  return grad_scale != static_cast<T>(1) || clip_value > 0;
 }
 
 // clip_value <= 0 means no clamp: an infinite limit.
@@ -163,25 +196,35 @@ void sgd(T* param, T* momentum_buffer, const T* grad, T lr, T momentum, T one_mi
          T weight_decay, bool nesterov, bool first_step, T grad_scale, T clip_value, int64_t E,
          double* norms) {
   const T limit = clip_limit(clip_value);
-  const bool decay = weight_decay != 0;
+  const bool clips = step_clips(grad_scale, clip_value), decay = weight_decay != 0;
   if (momentum_buffer == nullptr) {
-    for_each_update(E, [=](int64_t i) {
-      const T g = clipped_gradient(grad[i], grad_scale, limit);
-      const T p = param[i];
-      const T d = decay ? g + weight_decay * p : g;
-      return p - lr * d;
-    }, param, norms);
+    with_flags([&](auto clip, auto decays) {
+      for_each_update(E, [=](int64_t i) {
+        const T g = gradient_of_step<decltype(clip)>(grad[i], grad_scale, limit);
+        const T p = param[i];
+        T d = g;
+        if constexpr (decltype(decays)::value) d = g + weight_decay * p;
+        return p - lr * d;
+      }, param, norms);
+    }, clips, decay);
     return;
   }
-  for_each_update(E, [=](int64_t i) {
-    const T g = clipped_gradient(grad[i], grad_scale, limit);
-    const T p = param[i];
-    const T d = decay ? g + weight_decay * p : g;
-    const T buf = first_step ? d : momentum * momentum_buffer[i] + one_minus_dampening * d;
-    momentum_buffer[i] = buf;
-    const T direction = nesterov ? d + momentum * buf : buf;
-    return p - lr * direction;
-  }, param, norms);
+  with_flags([&](auto clip, auto decays, auto first, auto nesterov_form) {
+    for_each_update(E, [=](int64_t i) {
+      const T g = gradient_of_step<decltype(clip)>(grad[i], grad_scale, limit);
+      const T p = param[i];
+      T d = g;
+      if constexpr (decltype(decays)::value) d = g + weight_decay * p;
+      T buf = d;
+      if constexpr (!decltype(first)::value) {
+        buf = momentum * momentum_buffer[i] + one_minus_dampening * d;
+      }
+      momentum_buffer[i] = buf;
+      T direction = buf;
+      if constexpr (decltype(nesterov_form)::value) direction = d + momentum * buf;
+      return p - lr * direction;
+    }, param, norms);
+  }, clips, decay, first_step, nesterov);
 }
 
 // Adagrad (torch.optim.Adagrad): g = clip(grad) + weight_decay p; sum = sum + g^2;
@@ -191,15 +234,17 @@ template <typename T>
 void adagrad(T* param, T* sum, const T* grad, T clr, T weight_decay, T eps, T grad_scale,
              T clip_value, int64_t E, double* norms) {
   const T limit = clip_limit(clip_value);
-  const bool decay = weight_decay != 0;
-  for_each_update(E, [=](int64_t i) {
-    const T g = clipped_gradient(grad[i], grad_scale, limit);
-    const T p = param[i];
-    const T d = decay ? g + weight_decay * p : g;
-    const T s = sum[i] + d * d;
-    sum[i] = s;
-    return p - clr * (d / (std::sqrt(s) + eps));
-  }, param, norms);
+  with_flags([&](auto clip, auto decays) {
+    for_each_update(E, [=](int64_t i) {
+      const T g = gradient_of_step<decltype(clip)>(grad[i], grad_scale, limit);
+      const T p = param[i];
+      T d = g;
+      if constexpr (decltype(decays)::value) d = g + weight_decay * p;
+      const T s = sum[i] + d * d;
+      sum[i] = s;
+      return p - clr * (d / (std::sqrt(s) + eps));
+    }, param, norms);
+  }, step_clips(grad_scale, clip_value), weight_decay != 0);
 }
 
 // RMSprop (torch.optim.RMSprop): g = clip(grad) + weight_decay p;
@@ -212,30 +257,33 @@ void rmsprop_loop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, cons
                   T alpha, T one_minus_alpha, T eps, T weight_decay, T momentum, T grad_scale,
                   T clip_value, int64_t E, double* norms) {
   const T limit = clip_limit(clip_value);
-  const bool decay = weight_decay != 0;
   const T rest = one_minus_alpha;
-  const bool low_weight = rest < static_cast<T>(0.5);
-  for_each_update(E, [=](int64_t i) {
-    const T g = clipped_gradient(grad[i], grad_scale, limit);
-    const T p = param[i];
-    const T d = decay ? g + weight_decay * p : g;
-    const T sq = alpha * square_avg[i] + rest * (d * d);
-    square_avg[i] = sq;
-    T variance = sq;
-    if constexpr (kCentered) {
-      const T mean = lerp(grad_avg[i], d, rest, low_weight);
-      grad_avg[i] = mean;
-      variance = sq - mean * mean;
-    }
-    const T avg = std::sqrt(variance) + eps;
-    if constexpr (kMomentum) {
-      const T buf = momentum * momentum_buffer[i] + d / avg;
-      momentum_buffer[i] = buf;
-      return p - lr * buf;
-    } else {
-      return p - lr * (d / avg);
-    }
-  }, param, norms);
+  // lerp's weight test matters only when centered: one instantiation less otherwise.
+  const bool low_weight = kCentered && rest < static_cast<T>(0.5);
+  with_flags([&](auto clip, auto decays, auto low) {
+    for_each_update(E, [=](int64_t i) {
+      const T g = gradient_of_step<decltype(clip)>(grad[i], grad_scale, limit);
+      const T p = param[i];
+      T d = g;
+      if constexpr (decltype(decays)::value) d = g + weight_decay * p;
+      const T sq = alpha * square_avg[i] + rest * (d * d);
+      square_avg[i] = sq;
+      T variance = sq;
+      if constexpr (kCentered) {
+        const T mean = lerp(grad_avg[i], d, rest, decltype(low)::value);
+        grad_avg[i] = mean;
+        variance = sq - mean * mean;
+      }
+      const T avg = std::sqrt(variance) + eps;
+      if constexpr (kMomentum) {
+        const T buf = momentum * momentum_buffer[i] + d / avg;
+        momentum_buffer[i] = buf;
+        return p - lr * buf;
+      } else {
+        return p - lr * (d / avg);
+      }
+    }, param, norms);
+  }, step_clips(grad_scale, clip_value), weight_decay != 0, low_weight);
 }
 
 // param, square_avg, grad: (E)  momentum_buffer (null when momentum = 0), grad_avg (null unless
@@ -264,21 +312,24 @@ void adam(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T step_size, T one
           T beta2, T one_minus_beta2, T bias_correction2_sqrt, T eps, T weight_decay,
           T param_factor, bool decoupled, T grad_scale, T clip_value, int64_t E, double* norms) {
   const T limit = clip_limit(clip_value);
-  const bool decay = weight_decay != 0;
   const T weight1 = one_minus_beta1;
-  const bool low_weight = weight1 < static_cast<T>(0.5);
   const T rest2 = one_minus_beta2;
-  for_each_update(E, [=](int64_t i) {
-    const T g = clipped_gradient(grad[i], grad_scale, limit);
-    const T p = decoupled ? param[i] * param_factor : param[i];
-    const T d = decay ? g + weight_decay * p : g;
-    const T m = lerp(exp_avg[i], d, weight1, low_weight);
-    const T v = beta2 * exp_avg_sq[i] + rest2 * (d * d);
-    exp_avg[i] = m;
-    exp_avg_sq[i] = v;
-    const T denom = std::sqrt(v) / bias_correction2_sqrt + eps;
-    return p - step_size * (m / denom);
-  }, param, norms);
+  with_flags([&](auto clip, auto decays, auto decoupled_decay, auto low) {
+    for_each_update(E, [=](int64_t i) {
+      const T g = gradient_of_step<decltype(clip)>(grad[i], grad_scale, limit);
+      T p = param[i];
+      if constexpr (decltype(decoupled_decay)::value) p = p * param_factor;
+      T d = g;
+      if constexpr (decltype(decays)::value) d = g + weight_decay * p;
+      const T m = lerp(exp_avg[i], d, weight1, decltype(low)::value);
+      const T v = beta2 * exp_avg_sq[i] + rest2 * (d * d);
+      exp_avg[i] = m;
+      exp_avg_sq[i] = v;
+      const T denom = std::sqrt(v) / bias_correction2_sqrt + eps;
+      return p - step_size * (m / denom);
+    }, param, norms);
+  }, step_clips(grad_scale, clip_value), weight_decay != 0, decoupled,
+     weight1 < static_cast<T>(0.5));
 }
 
 // LARS, first pass: partials[2k] = sum of p^2 and partials[2k + 1] = sum of clip(grad)^2 over
@@ -321,24 +372,30 @@ template <typename T>
 void lars(T* param, T* momentum_buffer, const T* grad, T rate, T momentum, T weight_decay,
           T grad_scale, T clip_value, int64_t E, double* norms) {
   const T limit = clip_limit(clip_value);
-  const bool decay = weight_decay != 0;
+  const bool clips = step_clips(grad_scale, clip_value), decay = weight_decay != 0;
   if (momentum_buffer == nullptr) {
-    for_each_update(E, [=](int64_t i) {
-      const T g = clipped_gradient(grad[i], grad_scale, limit);
-      const T p = param[i];
-      const T d = decay ? g + weight_decay * p : g;
-      return p - rate * d;
-    }, param, norms);
+    with_flags([&](auto clip, auto decays) {
+      for_each_update(E, [=](int64_t i) {
+        const T g = gradient_of_step<decltype(clip)>(grad[i], grad_scale, limit);
+        const T p = param[i];
+        T d = g;
+        if constexpr (decltype(decays)::value) d = g + weight_decay * p;
+        return p - rate * d;
+      }, param, norms);
+    }, clips, decay);
     return;
   }
-  for_each_update(E, [=](int64_t i) {
-    const T g = clipped_gradient(grad[i], grad_scale, limit);
-    const T p = param[i];
-    const T d = decay ? g + weight_decay * p : g;
-    const T v = momentum * momentum_buffer[i] + rate * d;
-    momentum_buffer[i] = v;
-    return p - v;
-  }, param, norms);
+  with_flags([&](auto clip, auto decays) {
+    for_each_update(E, [=](int64_t i) {
+      const T g = gradient_of_step<decltype(clip)>(grad[i], grad_scale, limit);
+      const T p = param[i];
+      T d = g;
+      if constexpr (decltype(decays)::value) d = g + weight_decay * p;
+      const T v = momentum * momentum_buffer[i] + rate * d;
+      momentum_buffer[i] = v;
+      return p - v;
+    }, param, norms);
+  }, clips, decay);
 }
 
 }  // namespace GW_ISA

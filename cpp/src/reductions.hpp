@@ -92,40 +92,6 @@ GW_ALWAYS_INLINE T sum_of_squares(const T* x, int64_t n) {
       n, [x](int64_t j) { return load_vector(x + j); }, [x](int64_t j) { return x[j]; });
 }
 
-// Swaps the contents of a and b (n) and adds the squares of a's old values to a_squares and of the
-// differences (b - a) to difference_squares, in T: one pass over both (a bare copy loop GCC turns
-// into `rep movsq`, slow for the short blocks this is used on).
-template <typename T>
-GW_ALWAYS_INLINE void swap_with_squares(T* a, T* b, int64_t n, T& a_squares,
-                                        T& difference_squares) {
-  constexpr int64_t W = kLanes<T>;
-  Vector<T> s0 = {}, s1 = {}, d0 = {}, d1 = {};
-  int64_t j = 0;
-  for (; j + 2 * W <= n; j += 2 * W) {
-    const Vector<T> a0 = load_vector(a + j), a1 = load_vector(a + j + W);
-    const Vector<T> b0 = load_vector(b + j), b1 = load_vector(b + j + W);
-    store_vector(a + j, b0);
-    store_vector(a + j + W, b1);
-    store_vector(b + j, a0);
-    store_vector(b + j + W, a1);
-    const Vector<T> c0 = b0 - a0, c1 = b1 - a1;
-    s0 += a0 * a0;
-    s1 += a1 * a1;
-    d0 += c0 * c0;
-    d1 += c1 * c1;
-  }
-  T squares = lane_sum<T>(s0 + s1), differences = lane_sum<T>(d0 + d1);
-  for (; j < n; ++j) {
-    const T old = a[j], c = b[j] - old;
-    a[j] = b[j];
-    b[j] = old;
-    squares += old * old;
-    differences += c * c;
-  }
-  a_squares = squares;
-  difference_squares = differences;
-}
-
 // The sum of x^2 over x (n) in double, for the rare ranges whose float sum is not trusted.
 template <typename T>
 inline double double_sum_of_squares(const T* x, int64_t n) {

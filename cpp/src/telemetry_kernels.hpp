@@ -312,12 +312,52 @@ void telemetry_tile_unit_sums(int64_t& nonzero, const ForwardStatsArgs& s, const
 
 // Elements per block of telemetry_flat_tile's sums: 128 per float lane of an AVX2 vector.
 constexpr int64_t kFlatBlock = 1024;
+// Columns per block of telemetry_alive_from_maxima's running maxima (1 KiB in float, in L1).
+constexpr int64_t kAliveColumns = 256;
+
+// alive (O) |= 1 at each feature f where some row of h[r0:r1] (row stride O) is > 0, for h
+// without NaN: the rows' maximum per feature, four rows per sweep, then one comparison per
+// feature. Setting a flag byte per element, row by row, cost as much as the tile's sums.
+template <typename T>
+void telemetry_alive_from_maxima(uint8_t* alive, const T* h, int64_t r0, int64_t r1, int64_t O) {
+  for (int64_t c0 = 0; c0 < O; c0 += kAliveColumns) {
+    const int64_t width = O - c0 < kAliveColumns ? O - c0 : kAliveColumns;
+    T most[kAliveColumns];
+    const T* first = h + r0 * O + c0;
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) most[j] = first[j];
+    int64_t r = r0 + 1;
+    for (; r + 4 <= r1; r += 4) {
+      const T* h0 = h + r * O + c0;
+      const T* h1 = h0 + O;
+      const T* h2 = h1 + O;
+      const T* h3 = h2 + O;
+#pragma omp simd
+      for (int64_t j = 0; j < width; ++j) {
+        const T m01 = h0[j] > h1[j] ? h0[j] : h1[j];
+        const T m23 = h2[j] > h3[j] ? h2[j] : h3[j];
+        const T m = m01 > m23 ? m01 : m23;
+        most[j] = m > most[j] ? m : most[j];
+      }
+    }
+    for (; r < r1; ++r) {
+      const T* row = h + r * O + c0;
+#pragma omp simd
+      for (int64_t j = 0; j < width; ++j) most[j] = row[j] > most[j] ? row[j] : most[j];
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) {
+      alive[c0 + j] = static_cast<uint8_t>(alive[c0 + j] | static_cast<uint8_t>(most[j] > 0));
+    }
+  }
+}
 
 // The statistics of a tile that spans whole rows, once the pass has written it, with the
 // activation's input stored (z or the kept h): the rows of the tile are contiguous, so the
 // element sums run over them as one range in blocks of kFlatBlock (with rows of 64 features, the
-// reductions at the end of each row's loop cost as much as the sums themselves); then, row by
-// row, the alive flags.
+// reductions at the end of each row's loop cost as much as the sums themselves); then the alive
+// flags, from the features' maxima unless h holds a NaN (its sum is then NaN), which is alive as
+// !(h <= 0) says and a maximum would drop: then row by row.
 // preact, z, a: (N, O)  alive: (chunks, O)
 template <Activation kKind, typename T>
 void telemetry_flat_tile(double* acc, const ForwardStatsArgs& s, const T* preact, const T* z,
@@ -331,6 +371,10 @@ void telemetry_flat_tile(double* acc, const ForwardStatsArgs& s, const T* preact
   if constexpr (telemetry_can_die(kKind)) {
     if (s.alive == nullptr) return;
     uint8_t* alive = s.alive + t.chunk * O;
+    if (!std::isnan(acc[kPreactSum])) {
+      telemetry_alive_from_maxima(alive, preact, t.r0, t.r1, O);
+      return;
+    }
     for (int64_t r = t.r0; r < t.r1; ++r) {
       const T* h_row = preact + r * O;
 #pragma omp simd
