@@ -351,26 +351,36 @@ def compare(got, want, dtype):
     return None
 
 
-def measure(function, seconds, min_samples):
-    """Median seconds per call: warm-up, then samples of >= 1 ms each for ~`seconds` in all."""
+def measure(function, seconds, min_samples, partner=None):
+    """Median seconds per call: warm-up, then samples of >= 1 ms each for ~`seconds` in all.
+    With `partner` (a single-threaded NumPy call), its samples alternate with the function's and
+    (function time, partner time) is returned: a ratio of the two then comes from the same
+    moments of a machine whose speed drifts."""
     # Idle threads spin before they sleep: OpenBLAS's for THREAD_TIMEOUT (2^28 cycles, measured
     # 0.10-0.125 s of CPU here, in both OpenBLAS copies: NumPy's and gradwatch's), libgomp's for
     # GOMP_SPINCOUNT (measured 4-8 ms). The pause outlasts both, so no kernel is timed against
-    # the spinning threads of the one timed before it.
+    # the spinning threads of the one timed before it. A single-threaded partner shares no core
+    # with the function's threads' spinning on 2 cores: it runs on the calling thread's.
     time.sleep(SETTLE_SECONDS)
-    function()
-    start = time.perf_counter()
-    function()
-    single = max(time.perf_counter() - start, 1e-7)
-    number = max(1, math.ceil(1e-3 / single))
-    samples = max(min_samples, round(seconds / (single * number)))
-    times = []
-    for _ in range(samples):
+    functions = [function] if partner is None else [function, partner]
+    numbers = []
+    for f in functions:
+        f()
         start = time.perf_counter()
-        for _ in range(number):
-            function()
-        times.append((time.perf_counter() - start) / number)
-    return statistics.median(times)
+        f()
+        single = max(time.perf_counter() - start, 1e-7)
+        numbers.append((max(1, math.ceil(1e-3 / single)), single))
+    round_time = sum(number * single for number, single in numbers)
+    samples = max(min_samples, round(seconds / round_time))
+    times = [[] for _ in functions]
+    for _ in range(samples):
+        for f, (number, _), out in zip(functions, numbers, times):
+            start = time.perf_counter()
+            for _ in range(number):
+                f()
+            out.append((time.perf_counter() - start) / number)
+    medians = tuple(statistics.median(t) for t in times)
+    return medians[0] if partner is None else medians
 
 
 def bytes_moved(case, gw_result):
@@ -379,14 +389,11 @@ def bytes_moved(case, gw_result):
     return sum(a.nbytes for a in arrays)
 
 
-def copy_seconds(count, dtype, seconds, min_samples, cache):
+def copy_function(count, dtype):
     """np.copyto of `count` elements of `dtype` (reads and writes 2 * count * itemsize bytes)."""
-    key = (count, np.dtype(dtype))
-    if key not in cache:
-        source = np.ones(count, dtype=dtype)
-        target = np.empty_like(source)
-        cache[key] = measure(lambda: np.copyto(target, source), seconds, min_samples)
-    return cache[key]
+    source = np.ones(count, dtype=dtype)
+    target = np.empty_like(source)
+    return lambda: np.copyto(target, source)
 
 
 def format_time(seconds):
@@ -465,7 +472,7 @@ def main(argv=None):
     print("# bytes: every input array read once + every output array written once (the least "
           "any implementation moves);")
     print("#   of copy = that bandwidth / np.copyto's (same dtype, same element count as x, "
-          "read + write, one thread) in this run")
+          "read + write, one thread), its samples alternating with the kernel's")
     print(f"# a {SETTLE_SECONDS} s pause before each measurement lets the idle threads of the "
           "library timed before stop spinning")
     print("# dense: GEMM = the bare OpenBLAS GEMM(s) gradwatch calls (_core.gemm_*), output "
@@ -484,7 +491,6 @@ def main(argv=None):
               f"{'np/gw':>6} {'GB/s':>6} {'of copy':>7} {'GEMM':>11} {'dense/GEMM':>10}")
     print(header)
     print("-" * len(header))
-    copy_cache = {}
     for case in cases:
         label = f"{case.kernel:<19} {np.dtype(case.dtype).name:<8} {shape_label(case.shape):<15}"
         try:
@@ -496,13 +502,16 @@ def main(argv=None):
             case.results["error"] = problem
             print(f"{label} CHECK FAILED: {problem}")
             continue
-        gw_time = measure(case.run_gw, seconds, min_samples)
+        if case.memory_bound:  # timed in alternation with the copy it is compared with
+            gw_time, copy_time = measure(case.run_gw, seconds, min_samples,
+                                         partner=copy_function(case.elements, case.dtype))
+        else:
+            gw_time = measure(case.run_gw, seconds, min_samples)
         np_time = measure(case.run_np, seconds, min_samples)
         case.results.update(gw=gw_time, numpy=np_time, ratio=np_time / gw_time)
         line = f"{label} {format_time(gw_time)} {format_time(np_time)} {np_time / gw_time:6.2f}"
         if case.memory_bound:
             moved = bytes_moved(case, got)
-            copy_time = copy_seconds(case.elements, case.dtype, seconds, min_samples, copy_cache)
             copy_bandwidth = 2 * case.elements * np.dtype(case.dtype).itemsize / copy_time
             bandwidth = moved / gw_time
             case.results["copy_fraction"] = bandwidth / copy_bandwidth

@@ -993,6 +993,31 @@ void moments(double& mean, double& std_dev, double sum, double squares, double n
   std_dev = std::sqrt(variance < 0 ? 0.0 : variance);  // rounding only; NaN falls through
 }
 
+// The sum of squares of the per-feature totals of partial sums (chunks, O), each feature's
+// chunks added in chunk order, in four interleaved sums: feature by feature into one sum, the
+// loop waits on the chain of additions rather than doing arithmetic.
+double squared_feature_totals(const double* partials, int64_t chunks, int64_t O) {
+  const auto total = [=](int64_t f) {
+    double sum = partials[f];
+    for (int64_t c = 1; c < chunks; ++c) sum += partials[c * O + f];
+    return sum;
+  };
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  int64_t f = 0;
+  for (; f + 4 <= O; f += 4) {
+    const double t0 = total(f), t1 = total(f + 1), t2 = total(f + 2), t3 = total(f + 3);
+    s0 += t0 * t0;
+    s1 += t1 * t1;
+    s2 += t2 * t2;
+    s3 += t3 * t3;
+  }
+  for (; f < O; ++f) {
+    const double t = total(f);
+    s0 += t * t;
+  }
+  return (s0 + s1) + (s2 + s3);
+}
+
 // (||sum of unit rows||^2 - n) / (n (n - 1)): the mean cosine over the n(n - 1) ordered pairs.
 double mean_cosine(double unit_sum_squares, int64_t rows) {
   if (rows < 2) return std::numeric_limits<double>::quiet_NaN();
@@ -1069,20 +1094,15 @@ void Network<T>::collect_statistics(double* metrics, int64_t* nonfinite, int64_t
         }
         metric(i, LayerMetric::dead_fraction) = static_cast<double>(dead) / static_cast<double>(O);
       }
-      const double* units = unit_sums_.data() + kMaxChunks * l.stats_offset;
-      double unit_squares = 0.0;
-      for (int64_t f = 0; f < O; ++f) {
-        double total = units[f];
-        for (int64_t c = 1; c < grid.chunks; ++c) total += units[c * O + f];
-        unit_squares += total * total;
-      }
+      const double unit_squares = squared_feature_totals(
+          unit_sums_.data() + kMaxChunks * l.stats_offset, grid.chunks, O);
       int64_t rows = 0;
       for (int64_t c = 0; c < grid.chunks; ++c) rows += nonzero_rows_[i * kMaxChunks + c];
       metric(i, LayerMetric::activation_cosine) = mean_cosine(unit_squares, rows);
       bad += static_cast<int64_t>(sums[kNonfinite]);
     } else {
       // The logits and their gradient: (N, C), small enough for one plain pass.
-      double sum = 0.0, squares = 0.0, grad_squares = 0.0, unit_squares = 0.0;
+      double sum = 0.0, squares = 0.0, grad_squares = 0.0;
       int64_t rows = 0;
       double* unit = unit_sums_.data() + kMaxChunks * l.stats_offset;
       std::fill(unit, unit + O, 0.0);
@@ -1102,7 +1122,7 @@ void Network<T>::collect_statistics(double* metrics, int64_t* nonfinite, int64_t
         for (int64_t f = 0; f < O; ++f) unit[f] += static_cast<double>(z[f]) * inverse;
         ++rows;
       }
-      for (int64_t f = 0; f < O; ++f) unit_squares += unit[f] * unit[f];
+      const double unit_squares = squared_feature_totals(unit, 1, O);
       moments(metric(i, LayerMetric::preact_mean), metric(i, LayerMetric::preact_std), sum,
               squares, static_cast<double>(N * O));
       metric(i, LayerMetric::grad_output_norm) = std::sqrt(grad_squares);

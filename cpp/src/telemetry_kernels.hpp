@@ -66,7 +66,7 @@ GW_ALWAYS_INLINE int saturated_element(T a, const SaturationBand<T>& band) {
   if constexpr (kKind == Activation::sigmoid) {
     return static_cast<int>((a < band.low) | (a > band.high));
   } else if constexpr (kKind == Activation::tanh) {
-    return static_cast<int>((a > band.high) | (a < -band.high));
+    return static_cast<int>(std::fabs(a) > band.high);  // the band is symmetric
   } else {
     return 0;
   }
