@@ -34,9 +34,10 @@ GRADWATCH_INSTANTIATE_NETWORK_KERNELS(double)
 
 namespace {
 
-// Row chunks of a pass: at least kPassChunkRows rows (a multiple of 16), at most kMaxChunks of
-// them; a batch of fewer than kPassMinTiles chunks is also split into feature blocks of at least
-// kPassMinBlockWidth. Fixed by (N, F) alone: the order of every sum over the batch is too.
+// Row chunks of a pass: about kPassChunkRows rows or more, at most kMaxChunks of them, as equal
+// as they go (the threads taking them in turn finish together); a batch of fewer than
+// kPassMinTiles chunks is also split into feature blocks of at least kPassMinBlockWidth. Fixed
+// by (N, F) alone: the order of every sum over the batch is too.
 constexpr int64_t kPassChunkRows = 32;
 constexpr int64_t kMaxChunks = 16;
 constexpr int64_t kPassMinTiles = 4;
@@ -55,11 +56,10 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t multiple) { return ceil_div(a, multiple) * multiple; }
 
 struct PassGrid {
-  int64_t N, F, chunk_rows, chunks, block_width, blocks;
+  int64_t N, F, chunks, block_width, blocks;
 
   PassGrid(int64_t rows, int64_t features) : N(rows), F(features) {
-    chunk_rows = std::max(kPassChunkRows, round_up(ceil_div(N, kMaxChunks), 16));
-    chunks = ceil_div(N, chunk_rows);
+    chunks = std::min(kMaxChunks, ceil_div(N, kPassChunkRows));
     blocks = 1;
     block_width = F;
     if (chunks < kPassMinTiles) {
@@ -72,9 +72,9 @@ struct PassGrid {
   int64_t tiles() const { return chunks * blocks; }
   PassTile tile(int64_t index) const {
     const int64_t chunk = index / blocks;
-    const int64_t r0 = chunk * chunk_rows;
     const int64_t f0 = index % blocks * block_width;
-    return {chunk, r0, std::min(N, r0 + chunk_rows), f0, std::min(F, f0 + block_width), index};
+    return {chunk, chunk * N / chunks, (chunk + 1) * N / chunks, f0, std::min(F, f0 + block_width),
+            index};
   }
 };
 
