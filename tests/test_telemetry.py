@@ -118,6 +118,23 @@ def test_statistics_when_tiles_split_features(sizes, batch, dtype):
     np.testing.assert_array_equal(counts, nonfinite)
 
 
+@pytest.mark.simd
+def test_gradient_norms_whose_float_squares_overflow():
+    """Output gradients ~1e18: their squares add past float32's range in every block, so the
+    norms are summed again in double. Batch 40 < fan_in 600: the GEMM blocks of grad_x split the
+    columns, whose rows are summed group by group."""
+    net = gradwatch.MLP([4, 600, 600, 3], activation="relu", loss="mse", seed=7)
+    x, _ = batch_for(net, 40, seed=3)
+    y = np.full((40, 3), -1e20, np.float32)
+    result = gradwatch.probe(net, x, y)
+    expected, _, _ = reference.layer_statistics(state64(net), x, y, config_of(net), masks=None,
+                                                input_gradient=True)
+    for name in ("grad_weight_norm", "grad_bias_norm", "grad_output_norm", "grad_input_norm"):
+        actual = np.asarray(getattr(result, name), np.float64)
+        assert np.isfinite(actual).all() and (actual > 1e19).all(), name
+        np.testing.assert_allclose(actual, expected[name], rtol=1e-5, err_msg=name)
+
+
 def test_worked_cosine_and_dead_units():
     """Two hidden units, identity output weights: rows (1, 0), (1, 0), (0, 0), (0, 1) after relu.
     Nonzero rows: 3; cosines of the ordered pairs: 1, 1 and four 0s -> 2 / 6. No unit is dead;
