@@ -509,13 +509,13 @@ void Network<T>::training_forward(const T* x, int64_t N) {
       for_tiles(grid, [&](const PassTile& tile) {
         GRADWATCH_DISPATCH(network_moments_tile<T>, within, between1, between2, l.z, l.z, tile, O);
       });
-#pragma omp single
       {
         // The partials of each feature added in chunk order, then batch norm's coefficients,
-        // as batchnorm_forward computes them (shift = z's first row).
+        // as batchnorm_forward computes them (shift = z's first row); features shared out.
         const T* gamma = params_.data() + parameter_info_[l.gamma].offset;
         const T* beta = params_.data() + parameter_info_[l.beta].offset;
         const double n = static_cast<double>(N);
+#pragma omp for schedule(static)
         for (int64_t f = 0; f < O; ++f) {
           double w = within[f], s1 = between1[f], s2 = between2[f];
           for (int64_t c = 1; c < grid.chunks; ++c) {
@@ -632,15 +632,16 @@ void Network<T>::training_backward(const T* x, int64_t N) {
         GRADWATCH_DISPATCH(network_backward_tile<T>, args, tile);
       });
       if (l.batchnorm) {
-#pragma omp single
         {
+          // Features shared out; the sums of squares of grad_gamma and grad_beta come with the
+          // bias gradient, in one task beside the GEMMs below.
           const TensorInfo& gamma_info = parameter_info_[l.gamma];
           const TensorInfo& beta_info = parameter_info_[l.beta];
           const T* gamma = params_.data() + gamma_info.offset;
           T* grad_gamma = grads_.data() + gamma_info.offset;
           T* grad_beta = grads_.data() + beta_info.offset;
           const double n = static_cast<double>(N);
-          double gamma_sumsq = 0.0, beta_sumsq = 0.0;
+#pragma omp for schedule(static)
           for (int64_t f = 0; f < O; ++f) {
             double s_dy = sum_dy[f], s_dy_xhat = sum_dy_xhat[f];
             for (int64_t c = 1; c < grid.chunks; ++c) {
@@ -654,13 +655,7 @@ void Network<T>::training_backward(const T* x, int64_t N) {
             l.scale_dy[f] = static_cast<T>(a);
             l.scale_xc[f] = static_cast<T>(-a * inverse * s_dy_xhat / n);
             l.grad_offset[f] = static_cast<T>(-a * s_dy / n);
-            const double g = static_cast<double>(grad_gamma[f]);
-            const double bb = static_cast<double>(grad_beta[f]);
-            gamma_sumsq += g * g;
-            beta_sumsq += bb * bb;
           }
-          grad_sumsq_[l.gamma * kMaxGemmBlocks] = gamma_sumsq;
-          grad_sumsq_[l.beta * kMaxGemmBlocks] = beta_sumsq;
         }
         BatchnormGradArgs<T> bn{l.grad_z, bias_partials, l.grad_h, l.z, l.mean,
                                 l.scale_dy, l.scale_xc, l.grad_offset, O};
@@ -699,6 +694,19 @@ void Network<T>::training_backward(const T* x, int64_t N) {
         sumsq += static_cast<double>(sum) * static_cast<double>(sum);
       }
       *bias_sumsq = sumsq;
+      if (l.batchnorm) {
+        const T* grad_gamma = grads_.data() + parameter_info_[l.gamma].offset;
+        const T* grad_beta = grads_.data() + parameter_info_[l.beta].offset;
+        double gamma_sumsq = 0.0, beta_sumsq = 0.0;
+        for (int64_t f = 0; f < O; ++f) {
+          const double g = static_cast<double>(grad_gamma[f]);
+          const double b = static_cast<double>(grad_beta[f]);
+          gamma_sumsq += g * g;
+          beta_sumsq += b * b;
+        }
+        grad_sumsq_[l.gamma * kMaxGemmBlocks] = gamma_sumsq;
+        grad_sumsq_[l.beta * kMaxGemmBlocks] = beta_sumsq;
+      }
     });
   }
 }
