@@ -72,9 +72,11 @@ template <typename T>
 GW_ALWAYS_INLINE ExpQuotient<T> sigmoid_exp(T x) {
   return exp_quotient_nonpositive(-std::fabs(x));
 }
+// The side is chosen by the sign bit of x (-0 gives t / (den + t) = 1/2 as well; NaN's e is
+// NaN either way): a blend on x itself, no comparison.
 template <typename T>
 GW_ALWAYS_INLINE T sigmoid_from_exp(T x, ExpQuotient<T> e) {
-  return (x >= static_cast<T>(0) ? e.den : e.t) / (e.den + e.t);
+  return (bits_of(x) < 0 ? e.t : e.den) / (e.den + e.t);
 }
 template <typename T>
 GW_ALWAYS_INLINE T sigmoid_forward(T x) {
