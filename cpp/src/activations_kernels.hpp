@@ -34,17 +34,17 @@ GW_ALWAYS_INLINE T nan_or(T x, T value) {
 }
 
 // x times a factor that is 0 for x = -inf (gelu, gelu_tanh, silu), with the limit -0 there
-// instead of -inf * 0 = NaN. In float -inf becomes the most negative finite number by an
-// unsigned minimum of the bit patterns (only -inf and negative NaNs lie above it; a NaN x has a
-// NaN factor): one integer instruction where the select on the factor is a compare and a blend,
-// and the blend competes with the multiply-adds for the same two pipes (Zen 3). In double
-// AVX2 has no 64-bit unsigned minimum, so the factor is tested.
+// instead of -inf * 0 = NaN. In float -inf becomes the most negative finite number, whose bit
+// pattern is one below it: an integer compare and add (any of Zen 3's four vector pipes) where
+// the select on the factor is a compare and a blend, and the blend competes with the
+// multiply-adds for the same two pipes. Every other x, NaN included, is kept. In double the
+// factor is tested as before.
 template <typename T>
 GW_ALWAYS_INLINE T times_vanishing_factor(T x, T factor) {
   if constexpr (std::is_same_v<T, float>) {
-    const uint32_t bound = ubits_of(-std::numeric_limits<float>::max());
+    const uint32_t minus_infinity = ubits_of(-std::numeric_limits<float>::infinity());
     const uint32_t bits = ubits_of(x);
-    return from_ubits<float>(bits < bound ? bits : bound) * factor;
+    return from_ubits<float>(bits - static_cast<uint32_t>(bits == minus_infinity)) * factor;
   } else {
     return (factor == static_cast<T>(0) ? static_cast<T>(-0.0) : x) * factor;
   }
