@@ -279,7 +279,8 @@ template <> struct ExpM1P<double> {
   };
 };
 
-// n ln 2 + r = x - c as in exp_reduce, for x <= 0 already clamped to [kExpClampLow, 0].
+// n ln 2 + r = x - c as in exp_reduce, for x in [kExpClampLow, 0] (below it, -inf included,
+// n leaves the range and the callers mask their result to 0).
 // shifted keeps n + bias + kOffset in its low mantissa bits (the rounding constant includes
 // bias + kOffset): pow2_from_shifted turns it into 2^(n + kOffset) with a single shift.
 template <typename T>
