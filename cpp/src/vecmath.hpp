@@ -280,7 +280,7 @@ template <> struct ExpM1P<double> {
 };
 
 // n ln 2 + r = x - c as in exp_reduce, for x in [kExpClampLow, 0] (below it, -inf included,
-// n leaves the range and the callers mask their result to 0).
+// n leaves the range: callers clamp x or mask their result).
 // shifted keeps n + bias + kOffset in its low mantissa bits (the rounding constant includes
 // bias + kOffset): pow2_from_shifted turns it into 2^(n + kOffset) with a single shift.
 template <typename T>
