@@ -33,6 +33,23 @@ GW_ALWAYS_INLINE T nan_or(T x, T value) {
   return x != x ? x : value;
 }
 
+// x times a factor that is 0 for x = -inf (gelu, gelu_tanh, silu), with the limit -0 there
+// instead of -inf * 0 = NaN. In float -inf becomes the most negative finite number, whose bit
+// pattern is one below it: an integer compare and add (any of Zen 3's four vector pipes) where
+// the select on the factor is a compare and a blend, and the blend competes with the
+// multiply-adds for the same two pipes. Every other x, NaN included, is kept. In double the
+// factor is tested as before.
+template <typename T>
+GW_ALWAYS_INLINE T times_vanishing_factor(T x, T factor) {
+  if constexpr (std::is_same_v<T, float>) {
+    const uint32_t minus_infinity = ubits_of(-std::numeric_limits<float>::infinity());
+    const uint32_t bits = ubits_of(x);
+    return from_ubits<float>(bits - static_cast<uint32_t>(bits == minus_infinity)) * factor;
+  } else {
+    return (factor == static_cast<T>(0) ? static_cast<T>(-0.0) : x) * factor;
+  }
+}
+
 // PyTorch's SELU constants (Klambauer et al. 2017): scale, and scale * alpha with
 // alpha = 1.6732632423543772848170429916717, as one constant like PyTorch's negcoef.
 template <typename T>
@@ -72,9 +89,11 @@ template <typename T>
 GW_ALWAYS_INLINE ExpQuotient<T> sigmoid_exp(T x) {
   return exp_quotient_nonpositive(-std::fabs(x));
 }
+// The side is chosen by the sign bit of x (-0 gives t / (den + t) = 1/2 as well; NaN's e is
+// NaN either way): a blend on x itself, no comparison.
 template <typename T>
 GW_ALWAYS_INLINE T sigmoid_from_exp(T x, ExpQuotient<T> e) {
-  return (x >= static_cast<T>(0) ? e.den : e.t) / (e.den + e.t);
+  return (bits_of(x) < 0 ? e.t : e.den) / (e.den + e.t);
 }
 template <typename T>
 GW_ALWAYS_INLINE T sigmoid_forward(T x) {
@@ -223,7 +242,7 @@ GW_ALWAYS_INLINE NormalCdf<T> normal_cdf(T x) {
 template <typename T>
 GW_ALWAYS_INLINE T gelu_forward(T x) {
   const T cdf = normal_cdf(x).cdf;
-  return (cdf == static_cast<T>(0) ? static_cast<T>(-0.0) : x) * cdf;
+  return times_vanishing_factor(x, cdf);
 }
 // gelu'(x) = Phi(x) + x Phi'(x).
 template <typename T>
@@ -237,17 +256,32 @@ GW_ALWAYS_INLINE T gelu_backward(T dy, T x) {
 // ---- gelu_tanh -------------------------------------------------------------------------------
 // gelu_tanh(x) = x (1 + tanh(u)) / 2 = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): the
 // sigmoid form has no 1 + tanh cancellation for x << 0.
+// In float as x (2 sqrt(2/pi) + (2 sqrt(2/pi) 0.044715) x^2): a multiply, a multiply-add and a
+// multiply, one instruction fewer (the forward pass is ~20% faster).
 template <typename T>
 GW_ALWAYS_INLINE T gelu_tanh_two_u(T x) {
-  return (static_cast<T>(2) * kSqrt2OverPi<T>) * x *
-         (static_cast<T>(1) + kGeluTanhCubic<T> * x * x);
+  constexpr T kLinear = static_cast<T>(2) * kSqrt2OverPi<T>;
+  if constexpr (std::is_same_v<T, float>) {
+    constexpr float kCubic = kLinear * kGeluTanhCubic<float>;
+    return x * (kLinear + kCubic * (x * x));
+  } else {
+    return kLinear * x * (static_cast<T>(1) + kGeluTanhCubic<T> * x * x);
+  }
 }
 // Like gelu: no clamp of x; where sigmoid or its derivative is 0, the product with x (or x^3)
-// is taken as 0 directly, also for infinite x.
+// is taken as 0 directly, also for infinite x. In float x times sigmoid's numerator, then the
+// division: the product is taken while the denominator is summed.
 template <typename T>
 GW_ALWAYS_INLINE T gelu_tanh_forward(T x) {
-  const T sig = sigmoid_forward(gelu_tanh_two_u(x));
-  return (sig == static_cast<T>(0) ? static_cast<T>(-0.0) : x) * sig;
+  if constexpr (std::is_same_v<T, float>) {
+    const float v = gelu_tanh_two_u(x);
+    const ExpQuotient<float> e = sigmoid_exp(v);
+    const float num = bits_of(v) < 0 ? e.t : e.den;
+    return times_vanishing_factor(x, num) / (e.den + e.t);
+  } else {
+    const T sig = sigmoid_forward(gelu_tanh_two_u(x));
+    return times_vanishing_factor(x, sig);
+  }
 }
 // gelu_tanh'(x) = sigmoid(2u) + x sigmoid'(2u) 2u'(x),
 // 2u'(x) = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2). Split into the exponential (gelu_tanh_exp) and
@@ -273,10 +307,18 @@ GW_ALWAYS_INLINE T gelu_tanh_backward(T dy, T x) {
 }
 
 // ---- silu ------------------------------------------------------------------------------------
+// In float x times sigmoid's numerator, then the division (as in gelu_tanh): the product is
+// taken while the denominator is summed, a shorter chain (~3% faster).
 template <typename T>
 GW_ALWAYS_INLINE T silu_forward(T x) {
-  const T sig = sigmoid_forward(x);
-  return (sig == static_cast<T>(0) ? static_cast<T>(-0.0) : x) * sig;  // silu(-inf) = -0
+  if constexpr (std::is_same_v<T, float>) {
+    const ExpQuotient<float> e = sigmoid_exp(x);
+    const float num = bits_of(x) < 0 ? e.t : e.den;
+    return times_vanishing_factor(x, num) / (e.den + e.t);
+  } else {
+    const T sig = sigmoid_forward(x);
+    return times_vanishing_factor(x, sig);  // silu(-inf) = -0
+  }
 }
 // silu'(x) = sigmoid(x) + x sigmoid'(x), split like gelu_tanh' (the exponential is sigmoid's).
 template <typename T>
@@ -299,9 +341,24 @@ template <typename T>
 GW_ALWAYS_INLINE T softplus_exp(T x) {
   return vexp_nonpositive(-std::fabs(x));
 }
+// In float log1p(e) = 2 atanh(s) = 2s + s z R(z), s = e / (2 + e) in [0, 1/3], z = s^2 <= 1/9,
+// R the series 2/3 + 2z/5 + ... + 2z^5/13 (truncated below 1.5e-8 relative): a division and
+// eight multiplies and multiply-adds where vlog1p_unit takes a dozen and two blends (~15%
+// faster). Largest error of softplus 3.6 ulp against long double on [-20, 20], 2.7 with
+// vlog1p_unit: the rounding of 2 + e passes into s.
 template <typename T>
 GW_ALWAYS_INLINE T softplus_forward_from_exp(T x, T e) {
-  return (x > static_cast<T>(0) ? x : static_cast<T>(0)) + vlog1p_unit(e);
+  const T positive_part = x > static_cast<T>(0) ? x : static_cast<T>(0);
+  if constexpr (std::is_same_v<T, float>) {
+    static constexpr float kSeries[] = {
+        2.0f / 3.0f, 2.0f / 5.0f, 2.0f / 7.0f, 2.0f / 9.0f, 2.0f / 11.0f, 2.0f / 13.0f,
+    };
+    const float s = e / (2.0f + e);
+    const float z = s * s;
+    return positive_part + (s * (z * horner_scaled(z, kSeries, 1.0f)) + (s + s));
+  } else {
+    return positive_part + vlog1p_unit(e);
+  }
 }
 template <typename T>
 GW_ALWAYS_INLINE T softplus_forward(T x) {
