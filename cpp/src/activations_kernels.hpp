@@ -452,11 +452,6 @@ constexpr int64_t kActivationBlock = 4096;
 // One compiled copy of a block's loop, called by the serial and the parallel path alike: inlined
 // into both, GCC may compile the two differently (e.g. where a NaN's sign bit comes from), and
 // the bits would then depend on the thread count.
-#if defined(__GNUC__)
-#define GW_NOINLINE __attribute__((noinline))
-#else
-#define GW_NOINLINE
-#endif
 template <typename Body>
 GW_NOINLINE void run_block(const Body& body, int64_t block, int64_t n) {
   body(block * kActivationBlock, std::min(n, (block + 1) * kActivationBlock));

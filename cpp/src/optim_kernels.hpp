@@ -27,7 +27,8 @@
 namespace gradwatch {
 namespace GW_ISA {
 
-// Elements per chunk of the LARS norms: the unit of their fixed-order reduction.
+// Elements per chunk of an update and of the LARS norms: the unit of their split over threads
+// and of the norms' fixed-order reduction.
 constexpr int64_t kOptimChunk = 8192;
 // Elements per block of the telemetry norms (for_each_update), summed in block order.
 constexpr int64_t kNormBlock = 1024;
@@ -41,25 +42,87 @@ inline bool norm_squares_trusted(double squares) {
   return squares >= kNormSquaresLow && squares <= kNormSquaresHigh;
 }
 
-// Runs body(i) for i in [0, E), split over threads for large tensors; small ones (biases) skip the
-// parallel region altogether. Each thread runs its own copy of the closure: the captured scalars
-// are then locals that no store through a parameter pointer can alias, so GCC keeps them in
-// registers and vectorises the selects in the bodies.
+// body(i) for i in [begin, end), one vectorised loop on a local copy of the closure: the captured
+// scalars are then locals that no store through a parameter pointer can alias, so GCC keeps them
+// in registers and vectorises the selects in the bodies. Not inlined: the serial and the parallel
+// path run this one compiled loop on the same fixed chunks, so each element meets the same
+// instructions (and GCC's contraction of multiply-adds the same choices) on any thread count.
+template <typename Body>
+GW_NOINLINE void run_elements(const Body& body, int64_t begin, int64_t end) {
+  const Body local = body;
+#pragma omp simd
+  for (int64_t i = begin; i < end; ++i) local(i);
+}
+
+// body(k), not inlined, for a chunk's loop that the serial and the parallel path must run as one
+// compiled copy (see run_elements).
+template <typename Body>
+GW_NOINLINE void run_compiled_once(const Body& body, int64_t k) {
+  body(k);
+}
+
+// Runs body(i) for i in [0, E) in chunks of kOptimChunk elements, split over threads for large
+// tensors; small ones (biases) skip the parallel region altogether.
 template <typename Body>
 inline void for_each_element(int64_t E, const Body& body) {
+  const int64_t chunks = (E + kOptimChunk - 1) / kOptimChunk;
+  const auto run_chunk = [&](int64_t k) {
+    run_elements(body, k * kOptimChunk, k + 1 < chunks ? (k + 1) * kOptimChunk : E);
+  };
   const int threads = threads_for(E);
   if (threads == 1) {
-    const Body local = body;
-#pragma omp simd
-    for (int64_t i = 0; i < E; ++i) local(i);
+    for (int64_t k = 0; k < chunks; ++k) run_chunk(k);
     return;
   }
-#pragma omp parallel num_threads(threads)
-  {
-    const Body local = body;
-#pragma omp for simd schedule(static)
-    for (int64_t i = 0; i < E; ++i) local(i);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t k = 0; k < chunks; ++k) run_chunk(k);
+}
+
+// Chunk k of for_each_update with norms (see there); one compiled copy, as run_elements.
+// param: (E)  norms: (2 K)
+template <typename T, typename Body>
+GW_NOINLINE void update_chunk_with_norms(const Body& body, T* param, double* norms, int64_t E,
+                                         int64_t k) {
+  const Body local = body;  // a local copy: see run_elements
+  const int64_t begin = k * kOptimChunk;
+  const int64_t end = begin + kOptimChunk < E ? begin + kOptimChunk : E;
+  double before_squares = 0.0, change_squares = 0.0;
+  T old_values[kNormBlock];
+  for (int64_t first = begin; first < end; first += kNormBlock) {
+    const int64_t n = end - first < kNormBlock ? end - first : kNormBlock;
+    T* p = param + first;
+    // In T's lanes; for float, trusted inside [kNormSquaresLow, kNormSquaresHigh], and a block
+    // outside it (zero, tiny, huge, NaN) is summed again in double from the old values (kept
+    // in old_values, in L1) and the new. change is after - before rounded to T: its relative
+    // error (2^-24 in float) is as small as that of the sums.
+    T before = 0, change = 0;
+#pragma omp simd reduction(+ : before, change)
+    for (int64_t j = 0; j < n; ++j) {
+      const T old = p[j];
+      const T updated = local(first + j);
+      old_values[j] = old;
+      p[j] = updated;
+      const T difference = updated - old;
+      before += old * old;
+      change += difference * difference;
+    }
+    double block_before = static_cast<double>(before);
+    double block_change = static_cast<double>(change);
+    if (std::is_same_v<T, float> &&
+        !(norm_squares_trusted(block_before) && norm_squares_trusted(block_change))) {
+      block_before = double_sum_of_squares(old_values, n);
+      block_change = 0.0;
+#pragma omp simd reduction(+ : block_change)
+      for (int64_t j = 0; j < n; ++j) {
+        const double difference = static_cast<double>(p[j]) - static_cast<double>(old_values[j]);
+        block_change += difference * difference;
+      }
+    }
+    before_squares += block_before;
+    change_squares += block_change;
   }
+  norms[2 * k] = before_squares;
+  norms[2 * k + 1] = change_squares;
 }
 
 // param[i] = body(i) for i in [0, E) (the body returns the new value and writes the state it
@@ -78,60 +141,13 @@ inline void for_each_update(int64_t E, const Body& body, T* param, double* norms
     return;
   }
   const int64_t chunks = (E + kOptimChunk - 1) / kOptimChunk;
-  const auto run_chunk = [param, norms, E](const Body& body_of_thread, int64_t k) {
-    const Body local = body_of_thread;  // a local copy: see for_each_element
-    const int64_t begin = k * kOptimChunk;
-    const int64_t end = begin + kOptimChunk < E ? begin + kOptimChunk : E;
-    double before_squares = 0.0, change_squares = 0.0;
-    T old_values[kNormBlock];
-    for (int64_t first = begin; first < end; first += kNormBlock) {
-      const int64_t n = end - first < kNormBlock ? end - first : kNormBlock;
-      T* p = param + first;
-      // In T's lanes; for float, trusted inside [kNormSquaresLow, kNormSquaresHigh], and a block
-      // outside it (zero, tiny, huge, NaN) is summed again in double from the old values (kept
-      // in old_values, in L1) and the new. change is after - before rounded to T: its relative
-      // error (2^-24 in float) is as small as that of the sums.
-      T before = 0, change = 0;
-#pragma omp simd reduction(+ : before, change)
-      for (int64_t j = 0; j < n; ++j) {
-        const T old = p[j];
-        const T updated = local(first + j);
-        old_values[j] = old;
-        p[j] = updated;
-        const T difference = updated - old;
-        before += old * old;
-        change += difference * difference;
-      }
-      double block_before = static_cast<double>(before);
-      double block_change = static_cast<double>(change);
-      if (std::is_same_v<T, float> &&
-          !(norm_squares_trusted(block_before) && norm_squares_trusted(block_change))) {
-        block_before = double_sum_of_squares(old_values, n);
-        block_change = 0.0;
-#pragma omp simd reduction(+ : block_change)
-        for (int64_t j = 0; j < n; ++j) {
-          const double difference = static_cast<double>(p[j]) - static_cast<double>(old_values[j]);
-          block_change += difference * difference;
-        }
-      }
-      before_squares += block_before;
-      change_squares += block_change;
-    }
-    norms[2 * k] = before_squares;
-    norms[2 * k + 1] = change_squares;
-  };
   const int threads = threads_for(E);
   if (threads == 1) {
-    const Body local = body;
-    for (int64_t k = 0; k < chunks; ++k) run_chunk(local, k);
+    for (int64_t k = 0; k < chunks; ++k) update_chunk_with_norms(body, param, norms, E, k);
     return;
   }
-#pragma omp parallel num_threads(threads)
-  {
-    const Body local = body;
-#pragma omp for schedule(static)
-    for (int64_t k = 0; k < chunks; ++k) run_chunk(local, k);
-  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t k = 0; k < chunks; ++k) update_chunk_with_norms(body, param, norms, E, k);
 }
 
 // f(std::bool_constant<flags>...): the kernels' options become compile-time constants of their
@@ -340,7 +356,7 @@ void lars_partial_norms(double* partials, const T* param, const T* grad, T grad_
                         int64_t E) {
   const T limit = clip_limit(clip_value);
   const int64_t chunks = (E + kOptimChunk - 1) / kOptimChunk;
-  auto chunk_sums = [=](int64_t k) {
+  const auto chunk_sums = [=](int64_t k) {
     const int64_t begin = k * kOptimChunk;
     const int64_t end = begin + kOptimChunk < E ? begin + kOptimChunk : E;
     double param_squares = 0.0, grad_squares = 0.0;
@@ -356,11 +372,11 @@ void lars_partial_norms(double* partials, const T* param, const T* grad, T grad_
   };
   const int threads = threads_for(E);
   if (threads == 1) {
-    for (int64_t k = 0; k < chunks; ++k) chunk_sums(k);
+    for (int64_t k = 0; k < chunks; ++k) run_compiled_once(chunk_sums, k);
     return;
   }
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t k = 0; k < chunks; ++k) chunk_sums(k);
+  for (int64_t k = 0; k < chunks; ++k) run_compiled_once(chunk_sums, k);
 }
 
 // LARS, second pass, with the layer's rate from the caller (lr * local_lr, or min(lr, local_lr)

@@ -38,6 +38,14 @@
 #define GW_ALWAYS_INLINE inline
 #endif
 #endif
+// For a loop that the serial and the parallel path of a kernel must run as one compiled copy.
+#ifndef GW_NOINLINE
+#if defined(__GNUC__)
+#define GW_NOINLINE __attribute__((noinline))
+#else
+#define GW_NOINLINE
+#endif
+#endif
 
 namespace gradwatch {
 namespace GW_ISA {
