@@ -188,6 +188,18 @@ inline bool step_clips(T grad_scale, T clip_value) {
   return grad_scale != static_cast<T>(1) || clip_value > 0;
 }
 
+// gradient_of_step + weight_decay p (coupled weight decay), the term skipped, not multiplied by
+// 0, when Decays is false (as in PyTorch: 0 * inf would be NaN).
+template <typename Clip, typename Decays, typename T>
+inline T decayed_gradient(T grad, T p, T scale, T limit, T weight_decay) {
+  const T g = gradient_of_step<Clip>(grad, scale, limit);
+  if constexpr (Decays::value) {
+    return g + weight_decay * p;
+  } else {
+    return g;
+  }
+}
+
 // clip_value <= 0 means no clamp: an infinite limit.
 template <typename T>
 inline T clip_limit(T clip_value) {
@@ -202,6 +214,22 @@ inline T lerp(T a, T b, T w, bool low_weight) {
   return low_weight ? a + w * diff : b - diff * (static_cast<T>(1) - w);
 }
 
+// p = p - rate (clip(grad) + weight_decay p): SGD and LARS without momentum.
+// param, grad: (E)
+template <typename T>
+void plain_update(T* param, const T* grad, T rate, T weight_decay, T grad_scale, T clip_value,
+                  int64_t E, double* norms) {
+  const T limit = clip_limit(clip_value);
+  with_flags([&](auto clip, auto decays) {
+    for_each_update(E, [=](int64_t i) {
+      const T p = param[i];
+      const T d = decayed_gradient<decltype(clip), decltype(decays)>(grad[i], p, grad_scale,
+                                                                     limit, weight_decay);
+      return p - rate * d;
+    }, param, norms);
+  }, step_clips(grad_scale, clip_value), weight_decay != 0);
+}
+
 // SGD (torch.optim.SGD): g = clip(grad) + weight_decay p;
 // with momentum: buf = g on the first step, else momentum buf + (1 - dampening) g;
 // g = g + momentum buf (nesterov) or buf; p = p - lr g.
@@ -211,26 +239,16 @@ template <typename T>
 void sgd(T* param, T* momentum_buffer, const T* grad, T lr, T momentum, T one_minus_dampening,
          T weight_decay, bool nesterov, bool first_step, T grad_scale, T clip_value, int64_t E,
          double* norms) {
-  const T limit = clip_limit(clip_value);
-  const bool clips = step_clips(grad_scale, clip_value), decay = weight_decay != 0;
   if (momentum_buffer == nullptr) {
-    with_flags([&](auto clip, auto decays) {
-      for_each_update(E, [=](int64_t i) {
-        const T g = gradient_of_step<decltype(clip)>(grad[i], grad_scale, limit);
-        const T p = param[i];
-        T d = g;
-        if constexpr (decltype(decays)::value) d = g + weight_decay * p;
-        return p - lr * d;
-      }, param, norms);
-    }, clips, decay);
+    plain_update(param, grad, lr, weight_decay, grad_scale, clip_value, E, norms);
     return;
   }
+  const T limit = clip_limit(clip_value);
   with_flags([&](auto clip, auto decays, auto first, auto nesterov_form) {
     for_each_update(E, [=](int64_t i) {
-      const T g = gradient_of_step<decltype(clip)>(grad[i], grad_scale, limit);
       const T p = param[i];
-      T d = g;
-      if constexpr (decltype(decays)::value) d = g + weight_decay * p;
+      const T d = decayed_gradient<decltype(clip), decltype(decays)>(grad[i], p, grad_scale,
+                                                                     limit, weight_decay);
       T buf = d;
       if constexpr (!decltype(first)::value) {
         buf = momentum * momentum_buffer[i] + one_minus_dampening * d;
@@ -240,7 +258,7 @@ void sgd(T* param, T* momentum_buffer, const T* grad, T lr, T momentum, T one_mi
       if constexpr (decltype(nesterov_form)::value) direction = d + momentum * buf;
       return p - lr * direction;
     }, param, norms);
-  }, clips, decay, first_step, nesterov);
+  }, step_clips(grad_scale, clip_value), weight_decay != 0, first_step, nesterov);
 }
 
 // Adagrad (torch.optim.Adagrad): g = clip(grad) + weight_decay p; sum = sum + g^2;
@@ -252,10 +270,9 @@ void adagrad(T* param, T* sum, const T* grad, T clr, T weight_decay, T eps, T gr
   const T limit = clip_limit(clip_value);
   with_flags([&](auto clip, auto decays) {
     for_each_update(E, [=](int64_t i) {
-      const T g = gradient_of_step<decltype(clip)>(grad[i], grad_scale, limit);
       const T p = param[i];
-      T d = g;
-      if constexpr (decltype(decays)::value) d = g + weight_decay * p;
+      const T d = decayed_gradient<decltype(clip), decltype(decays)>(grad[i], p, grad_scale,
+                                                                     limit, weight_decay);
       const T s = sum[i] + d * d;
       sum[i] = s;
       return p - clr * (d / (std::sqrt(s) + eps));
@@ -278,10 +295,9 @@ void rmsprop_loop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, cons
   const bool low_weight = kCentered && rest < static_cast<T>(0.5);
   with_flags([&](auto clip, auto decays, auto low) {
     for_each_update(E, [=](int64_t i) {
-      const T g = gradient_of_step<decltype(clip)>(grad[i], grad_scale, limit);
       const T p = param[i];
-      T d = g;
-      if constexpr (decltype(decays)::value) d = g + weight_decay * p;
+      const T d = decayed_gradient<decltype(clip), decltype(decays)>(grad[i], p, grad_scale,
+                                                                     limit, weight_decay);
       const T sq = alpha * square_avg[i] + rest * (d * d);
       square_avg[i] = sq;
       T variance = sq;
@@ -332,11 +348,10 @@ void adam(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T step_size, T one
   const T rest2 = one_minus_beta2;
   with_flags([&](auto clip, auto decays, auto decoupled_decay, auto low) {
     for_each_update(E, [=](int64_t i) {
-      const T g = gradient_of_step<decltype(clip)>(grad[i], grad_scale, limit);
       T p = param[i];
       if constexpr (decltype(decoupled_decay)::value) p = p * param_factor;
-      T d = g;
-      if constexpr (decltype(decays)::value) d = g + weight_decay * p;
+      const T d = decayed_gradient<decltype(clip), decltype(decays)>(grad[i], p, grad_scale,
+                                                                     limit, weight_decay);
       const T m = lerp(exp_avg[i], d, weight1, decltype(low)::value);
       const T v = beta2 * exp_avg_sq[i] + rest2 * (d * d);
       exp_avg[i] = m;
@@ -387,31 +402,21 @@ void lars_partial_norms(double* partials, const T* param, const T* grad, T grad_
 template <typename T>
 void lars(T* param, T* momentum_buffer, const T* grad, T rate, T momentum, T weight_decay,
           T grad_scale, T clip_value, int64_t E, double* norms) {
-  const T limit = clip_limit(clip_value);
-  const bool clips = step_clips(grad_scale, clip_value), decay = weight_decay != 0;
   if (momentum_buffer == nullptr) {
-    with_flags([&](auto clip, auto decays) {
-      for_each_update(E, [=](int64_t i) {
-        const T g = gradient_of_step<decltype(clip)>(grad[i], grad_scale, limit);
-        const T p = param[i];
-        T d = g;
-        if constexpr (decltype(decays)::value) d = g + weight_decay * p;
-        return p - rate * d;
-      }, param, norms);
-    }, clips, decay);
+    plain_update(param, grad, rate, weight_decay, grad_scale, clip_value, E, norms);
     return;
   }
+  const T limit = clip_limit(clip_value);
   with_flags([&](auto clip, auto decays) {
     for_each_update(E, [=](int64_t i) {
-      const T g = gradient_of_step<decltype(clip)>(grad[i], grad_scale, limit);
       const T p = param[i];
-      T d = g;
-      if constexpr (decltype(decays)::value) d = g + weight_decay * p;
+      const T d = decayed_gradient<decltype(clip), decltype(decays)>(grad[i], p, grad_scale,
+                                                                     limit, weight_decay);
       const T v = momentum * momentum_buffer[i] + rate * d;
       momentum_buffer[i] = v;
       return p - v;
     }, param, norms);
-  }, clips, decay);
+  }, step_clips(grad_scale, clip_value), weight_decay != 0);
 }
 
 }  // namespace GW_ISA
