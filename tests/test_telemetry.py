@@ -135,6 +135,30 @@ def test_gradient_norms_whose_float_squares_overflow():
         np.testing.assert_allclose(actual, expected[name], rtol=1e-5, err_msg=name)
 
 
+@pytest.mark.simd
+@pytest.mark.parametrize("scaled,weight_scale,lr", [(("dense0", "dense1"), 1e-20, 1e-2),
+                                                    (("dense1",), 1e21, 1e14)])
+def test_update_ratio_whose_float_squares_leave_the_float_range(scaled, weight_scale, lr):
+    """Weights of ~1e-20 and updates of ~1e-22 (their float32 squares underflow), and output
+    weights of ~1e21 (theirs overflow; updates large enough to change them): the optimiser's norms are summed in double, so the ratio
+    stays exact."""
+    net = gradwatch.MLP([6, 300, 3], activation="tanh", init="xavier_normal", seed=2)
+    state = net.state_dict()
+    for name in scaled:
+        state[f"{name}.weight"] = state[f"{name}.weight"] * np.float32(weight_scale)
+    net.load_state_dict(state)
+    x, y = batch_for(net, 16, seed=4)
+    before = state64(net)
+    net.train_step(x, y, optim.SGD(lr=lr))
+    after = state64(net)
+    actual = net.telemetry.update_ratio[-1]
+    for i in range(2):
+        weight = before[f"dense{i}.weight"]
+        expected = np.linalg.norm(after[f"dense{i}.weight"] - weight) / np.linalg.norm(weight)
+        assert np.isfinite(actual[i]) and actual[i] > 0, (i, actual[i])
+        np.testing.assert_allclose(actual[i], expected, rtol=1e-6, err_msg=f"dense{i}")
+
+
 def test_worked_cosine_and_dead_units():
     """Two hidden units, identity output weights: rows (1, 0), (1, 0), (0, 0), (0, 1) after relu.
     Nonzero rows: 3; cosines of the ordered pairs: 1, 1 and four 0s -> 2 / 6. No unit is dead;
