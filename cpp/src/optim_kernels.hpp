@@ -22,7 +22,7 @@
 #include <type_traits>
 
 #include "gradwatch/threads.hpp"
-#include "reductions.hpp"
+#include "vecmath.hpp"  // GW_NOINLINE
 
 namespace gradwatch {
 namespace GW_ISA {
