@@ -28,23 +28,32 @@ namespace GW_ISA {
 // Elements per chunk of the elementwise losses: the unit of the fixed-order reduction.
 constexpr int64_t kChunk = 8192;
 
-// Runs body(i) for i in [0, count) on threads_for(work) threads. One thread, or a call from inside
-// a parallel region (gradwatch::Network's step), opens no region: libgomp allocates a team for
-// every region, even of one thread, and a training step allocates nothing. Each thread runs its
-// own copy of the closure, whose captured scalars then stay in registers (see optim_kernels.hpp).
+// body(i) for i in [begin, end) on a local copy of the closure, whose captured scalars then
+// stay in registers (see optim_kernels.hpp). Not inlined: the serial and the parallel path run
+// this one compiled loop, so each index meets the same instructions (and GCC's contraction of
+// multiply-adds the same choices) on any thread count; two inlined copies gave the AVX-512 build
+// losses that differed in the last bits between 1 and 2 threads.
+template <typename Body>
+GW_NOINLINE void run_indices(const Body& body, int64_t begin, int64_t end) {
+  const Body local = body;
+  for (int64_t i = begin; i < end; ++i) local(i);
+}
+
+// Runs body(i) for i in [0, count) on threads_for(work) threads, each taking one contiguous
+// range. One thread, or a call from inside a parallel region (gradwatch::Network's step), opens
+// no region: libgomp allocates a team for every region, even of one thread, and a training step
+// allocates nothing.
 template <typename Body>
 inline void for_each_index(int64_t count, int64_t work, const Body& body) {
   const int threads = threads_for(work);
   if (threads <= 1 || omp_in_parallel()) {
-    const Body local = body;
-    for (int64_t i = 0; i < count; ++i) local(i);
+    run_indices(body, 0, count);
     return;
   }
 #pragma omp parallel num_threads(threads)
   {
-    const Body local = body;
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < count; ++i) local(i);
+    const int64_t teams = omp_get_num_threads(), id = omp_get_thread_num();
+    run_indices(body, count * id / teams, count * (id + 1) / teams);
   }
 }
 
