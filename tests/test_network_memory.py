@@ -92,6 +92,12 @@ CASES = [
          optimizer="lars", batch=64, clip_norm=5.0),
     dict(name="larc_one_thread", sizes=[64, 128, 10], options={}, optimizer="larc", batch=64,
          threads=1),
+    # Widths whose last columns OpenBLAS's AVX-512 small-matrix GEMMs copy into a malloc'd buffer
+    # (100 mod 16 = 4 in float, 36 mod 8 = 4 in double): the network computes those itself.
+    dict(name="sigmoid_width_100", sizes=[50, 100, 100, 10], options=dict(activation="sigmoid"),
+         optimizer="sgd", batch=100),
+    dict(name="tanh_width_36_float64", sizes=[30, 36, 36, 3], options=dict(activation="tanh"),
+         optimizer="momentum", batch=48, dtype="float64"),
 ]
 
 

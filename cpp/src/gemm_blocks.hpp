@@ -69,8 +69,9 @@ using SumOfSquaresKernel = void (*)(double* sum, const T* C, int64_t M, int64_t 
 
 // C = op(A) @ op(B) + beta C in plan.blocks independent single-threaded calls; with bias, each
 // block of C first gets the bias rows (beta must be 1). Optional, both null by default:
-// small_gemm replaces OpenBLAS for blocks of at most small_gemm_rows rows with neither operand
-// transposed (it may read past the end of B: only for a padded B); sum_of_squares sets
+// small_gemm replaces OpenBLAS for blocks with neither operand transposed that have at most
+// small_gemm_rows rows or that OpenBLAS would allocate for (gemm_allocates; a training step
+// allocates nothing) (it may read past the end of B: only for a padded B); sum_of_squares sets
 // sumsq[block] to the sum of squares of the block of C, computed while it is in cache.
 // op(A): (M, K)  op(B): (K, N)  C: (M, N)  bias: (N) or null  sumsq: (plan.blocks) or null
 template <typename T>
@@ -114,7 +115,8 @@ struct GemmJob {
         std::memcpy(c + r * ldc, bias + col0, static_cast<size_t>(n) * sizeof(T));
       }
     }
-    if (small_gemm != nullptr && !transpose_a && !transpose_b && m <= small_gemm_rows) {
+    if (small_gemm != nullptr && !transpose_a && !transpose_b &&
+        (m <= small_gemm_rows || gemm_allocates<T>(false, false, m, n, K))) {
       small_gemm(c, a, b, m, n, K, lda, ldb, ldc, beta != T(0));
     } else {
       gemm<T>(transpose_a, transpose_b, m, n, K, T(1), a, lda, b, ldb, beta, c, ldc);

@@ -9,6 +9,7 @@
 #error "define GW_ISA (the ISA namespace) before including network_kernels.hpp"
 #endif
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -330,7 +331,8 @@ void network_sum_of_squares(double* sum, const T* a, int64_t rows, int64_t cols,
 // ---- GEMM with few rows ----------------------------------------------------------------------
 // Batch-1 inference is a matrix-vector product, where OpenBLAS's GEMM spends most of its time
 // packing B (784 x 100 in float32: 44 us, against 4 us here). These kernels stream each row of B
-// once per block of columns for all rows of A, with the block of C in registers. A block's last
+// once per block of columns for all rows of A (up to 4; more go in groups of 4: the products
+// OpenBLAS would allocate for, see gemm_allocates), with the block of C in registers. A block's last
 // vector may be partial: it loads whole vectors of B (up to L - 1 values past the columns in
 // use: the caller pads B's storage) and reads and writes only the valid part of C.
 
@@ -341,8 +343,12 @@ constexpr int64_t kNetVectorBytes = 32;
 #else
 constexpr int64_t kNetVectorBytes = 16;
 #endif
-// Vector registers of accumulators per column block.
+// Vector registers of accumulators per column block: half the register file (AVX-512 has 32).
+#if defined(__AVX512F__)
+constexpr int kSmallGemmAccumulators = 16;
+#else
 constexpr int kSmallGemmAccumulators = 8;
+#endif
 
 template <typename T>
 struct NetVector {
@@ -416,7 +422,8 @@ template <int kRows, typename T>
 void small_gemm_rows(T* C, const T* A, const T* B, int64_t N, int64_t K, int64_t lda,
                      int64_t ldb, int64_t ldc, bool accumulate) {
   constexpr int64_t kLanes = kNetVectorBytes / static_cast<int64_t>(sizeof(T));
-  constexpr int kVectors = kSmallGemmAccumulators / kRows > 0 ? kSmallGemmAccumulators / kRows : 1;
+  // At most 8 vectors: their B vectors and accumulators stay in registers.
+  constexpr int kVectors = std::clamp(kSmallGemmAccumulators / kRows, 1, 8);
   constexpr int64_t kBlock = kVectors * kLanes;
   int64_t col = 0;
   for (; col + kBlock <= N; col += kBlock) {
@@ -428,14 +435,19 @@ void small_gemm_rows(T* C, const T* A, const T* B, int64_t N, int64_t K, int64_t
   }
 }
 
+// Groups of 4 rows, then the 1-3 rows left.
 template <typename T>
 void network_small_gemm(T* C, const T* A, const T* B, int64_t M, int64_t N, int64_t K,
                         int64_t lda, int64_t ldb, int64_t ldc, bool accumulate) {
-  switch (M) {
-    case 1: small_gemm_rows<1>(C, A, B, N, K, lda, ldb, ldc, accumulate); break;
-    case 2: small_gemm_rows<2>(C, A, B, N, K, lda, ldb, ldc, accumulate); break;
-    case 3: small_gemm_rows<3>(C, A, B, N, K, lda, ldb, ldc, accumulate); break;
-    default: small_gemm_rows<4>(C, A, B, N, K, lda, ldb, ldc, accumulate); break;
+  int64_t r = 0;
+  for (; r + 4 <= M; r += 4) {
+    small_gemm_rows<4>(C + r * ldc, A + r * lda, B, N, K, lda, ldb, ldc, accumulate);
+  }
+  switch (M - r) {
+    case 1: small_gemm_rows<1>(C + r * ldc, A + r * lda, B, N, K, lda, ldb, ldc, accumulate); break;
+    case 2: small_gemm_rows<2>(C + r * ldc, A + r * lda, B, N, K, lda, ldb, ldc, accumulate); break;
+    case 3: small_gemm_rows<3>(C + r * ldc, A + r * lda, B, N, K, lda, ldb, ldc, accumulate); break;
+    default: break;
   }
 }
 

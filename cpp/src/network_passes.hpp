@@ -11,7 +11,8 @@
 
 namespace gradwatch {
 
-// GEMMs of at most this many rows (not transposed) use network_small_gemm instead of OpenBLAS.
+// GEMMs of at most this many rows (not transposed) use network_small_gemm instead of OpenBLAS, as
+// do those OpenBLAS would allocate for (gradwatch/blas.hpp, gemm_allocates).
 constexpr int64_t kSmallGemmRows = 4;
 // Values after the end of B that network_small_gemm may read (one vector of the widest ISA).
 constexpr int64_t kSmallGemmPadding = 16;
@@ -130,7 +131,7 @@ struct BatchnormGradArgs {
   template <typename T>                                                                          \
   void network_loss(T* grad, double* partials, const T* logits, const int64_t* labels,           \
                     const T* values, int64_t N, int64_t C, LossKind kind);                       \
-  /* C = (accumulate ? C : 0) + A @ B for M <= 4 rows (kSmallGemmRows), B streamed once. */    \
+  /* C = (accumulate ? C : 0) + A @ B, B streamed once per group of 4 rows. */               \
   /* Reads up to kSmallGemmPadding values past B's last row: its storage must have them. */     \
   /* C: (M, N) row stride ldc  A: (M, K) row stride lda  B: (K, N) row stride ldb */             \
   template <typename T>                                                                          \
