@@ -121,6 +121,12 @@ void log_softmax(T* y, const T* x, int64_t N, int64_t C) {
   });
 }
 
+// Rows shorter than this (10 classes, say) leave a row's vectorised exp loop no full vector: its
+// scalar remainder then computed every exp (18 us of a 100 x 10 loss on AVX-512). Such rows go
+// in groups of kShortRowGroup, whose exponentials are one contiguous vectorised loop.
+constexpr int64_t kShortRow = 32;
+constexpr int64_t kShortRowGroup = 16;
+
 // row_loss[n] = log(sum_c exp(x[n, c] - max_n)) - (x[n, labels[n]] - max_n); labels checked by
 // the caller. dlogits = (softmax - onehot) / N.
 // dlogits, logits: (N, C)  row_loss, labels: (N)
@@ -128,6 +134,41 @@ template <typename T>
 void softmax_cross_entropy_indices(T* dlogits, double* row_loss, const T* logits,
                                    const int64_t* labels, int64_t N, int64_t C) {
   const double inv_batch = 1.0 / static_cast<double>(N);
+  if (C < kShortRow) {
+    // Groups fixed by N, so every element meets the same loop position on any thread count.
+    const int64_t groups = (N + kShortRowGroup - 1) / kShortRowGroup;
+    for_each_index(groups, N * C, [=](int64_t g) {
+      const int64_t r0 = g * kShortRowGroup;
+      const int64_t r1 = r0 + kShortRowGroup < N ? r0 + kShortRowGroup : N;
+      T shifts[kShortRowGroup];
+      for (int64_t n = r0; n < r1; ++n) {
+        const T* row = logits + n * C;
+        T* grad = dlogits + n * C;
+        const T shift = row_max(row, C);
+        shifts[n - r0] = shift;
+        for (int64_t c = 0; c < C; ++c) grad[c] = row[c] - shift;
+      }
+      T* block = dlogits + r0 * C;
+      const int64_t count = (r1 - r0) * C;
+#pragma omp simd
+      for (int64_t i = 0; i < count; ++i) block[i] = vexp(block[i]);
+      for (int64_t n = r0; n < r1; ++n) {
+        const T* row = logits + n * C;
+        T* grad = dlogits + n * C;
+        const int64_t label = labels[n];
+        const T shift = shifts[n - r0];
+        double sum = 0.0;
+        for (int64_t c = 0; c < C; ++c) sum += static_cast<double>(grad[c]);
+        row_loss[n] = std::log(sum) - (static_cast<double>(row[label]) - static_cast<double>(shift));
+        const double inv_sum_batch = inv_batch / sum;
+        const T exp_label = grad[label];
+        const T factor = static_cast<T>(inv_sum_batch);
+        for (int64_t c = 0; c < C; ++c) grad[c] *= factor;
+        grad[label] = static_cast<T>(static_cast<double>(exp_label) * inv_sum_batch - inv_batch);
+      }
+    });
+    return;
+  }
   for_each_index(N, N * C, [=](int64_t n) {
     const T* row = logits + n * C;
     T* grad = dlogits + n * C;
