@@ -22,7 +22,8 @@
 #include <type_traits>
 
 #include "gradwatch/threads.hpp"
-#include "vecmath.hpp"  // GW_NOINLINE
+#include "reductions.hpp"  // double_sum_of_squares
+#include "vecmath.hpp"       // GW_NOINLINE
 
 namespace gradwatch {
 namespace GW_ISA {
@@ -66,14 +67,73 @@ inline void for_each_element(int64_t E, const Body& body) {
   for (int64_t k = 0; k < chunks; ++k) run_chunk(k);
 }
 
-// Chunk k of for_each_update with norms (see there); one compiled copy, as run_elements. The
-// squares are added in double lanes: a float's square neither overflows nor underflows there, so
-// no range needs summing again (float lanes with a double fallback kept each block's old values
-// in a buffer, which made the update 4x slower on AVX-512).
+// Elements per block of update_chunk_with_lane_norms, summed in block order.
+constexpr int64_t kNormBlock = 1024;
+
+// The float sums of squares of a block are trusted inside [kNormSquaresLow, kNormSquaresHigh]:
+// there no term overflows and the terms lost to float underflow are negligible.
+constexpr double kNormSquaresLow = 1e-30;
+constexpr double kNormSquaresHigh = 1e30;
+
+inline bool norm_squares_trusted(double squares) {
+  return squares >= kNormSquaresLow && squares <= kNormSquaresHigh;
+}
+
+// Chunk k of for_each_update with norms in T's lanes, block by block (see there); one compiled
+// copy, as run_elements.
 // param: (E)  norms: (2 K)
 template <typename T, typename Body>
-GW_NOINLINE void update_chunk_with_norms(const Body& body, T* param, double* norms, int64_t E,
-                                         int64_t k) {
+GW_NOINLINE void update_chunk_with_lane_norms(const Body& body, T* param, double* norms,
+                                              int64_t E, int64_t k) {
+  const Body local = body;  // a local copy: see run_elements
+  const int64_t begin = k * kOptimChunk;
+  const int64_t end = begin + kOptimChunk < E ? begin + kOptimChunk : E;
+  double before_squares = 0.0, change_squares = 0.0;
+  T old_values[kNormBlock];
+  for (int64_t first = begin; first < end; first += kNormBlock) {
+    const int64_t n = end - first < kNormBlock ? end - first : kNormBlock;
+    T* p = param + first;
+    // In T's lanes; for float, trusted inside [kNormSquaresLow, kNormSquaresHigh], and a block
+    // outside it (zero, tiny, huge, NaN) is summed again in double from the old values (kept
+    // in old_values, in L1) and the new. change is after - before rounded to T: its relative
+    // error (2^-24 in float) is as small as that of the sums.
+    T before = 0, change = 0;
+#pragma omp simd reduction(+ : before, change)
+    for (int64_t j = 0; j < n; ++j) {
+      const T old = p[j];
+      const T updated = local(first + j);
+      old_values[j] = old;
+      p[j] = updated;
+      const T difference = updated - old;
+      before += old * old;
+      change += difference * difference;
+    }
+    double block_before = static_cast<double>(before);
+    double block_change = static_cast<double>(change);
+    if (std::is_same_v<T, float> &&
+        !(norm_squares_trusted(block_before) && norm_squares_trusted(block_change))) {
+      block_before = double_sum_of_squares(old_values, n);
+      block_change = 0.0;
+#pragma omp simd reduction(+ : block_change)
+      for (int64_t j = 0; j < n; ++j) {
+        const double difference = static_cast<double>(p[j]) - static_cast<double>(old_values[j]);
+        block_change += difference * difference;
+      }
+    }
+    before_squares += block_before;
+    change_squares += block_change;
+  }
+  norms[2 * k] = before_squares;
+  norms[2 * k + 1] = change_squares;
+}
+
+// Chunk k of for_each_update with norms in double lanes (see there); one compiled copy, as
+// run_elements. A float's square neither overflows nor underflows in double, so no range needs
+// summing again.
+// param: (E)  norms: (2 K)
+template <typename T, typename Body>
+GW_NOINLINE void update_chunk_with_double_norms(const Body& body, T* param, double* norms,
+                                                int64_t E, int64_t k) {
   const Body local = body;  // a local copy: see run_elements
   const int64_t begin = k * kOptimChunk;
   const int64_t end = begin + kOptimChunk < E ? begin + kOptimChunk : E;
@@ -104,7 +164,7 @@ GW_NOINLINE void update_chunk_with_norms(const Body& body, T* param, double* nor
 // param[i] = body(i) for i in [0, E) (the body returns the new value and writes the state it
 // owns), split over threads as for_each_element. With norms (2 K) non-null, also norms[2k] =
 // the sum of param^2 before the update and norms[2k + 1] = the sum of (after - before)^2 over
-// chunk k of kOptimChunk elements, in double (telemetry's ||W|| and ||W_after - W_before||);
+// chunk k of kOptimChunk elements (telemetry's ||W|| and ||W_after - W_before||);
 // the caller adds the chunks in index order, so the sums have the same bits on any number of
 // threads. The bodies must branch on their options at compile time (with_flags): GCC vectorises
 // the update and the sums as one loop only then (it does not unswitch a runtime option inside a
@@ -117,13 +177,26 @@ inline void for_each_update(int64_t E, const Body& body, T* param, double* norms
     return;
   }
   const int64_t chunks = (E + kOptimChunk - 1) / kOptimChunk;
+  // A float tensor of one chunk is summed in float lanes, a larger one in double lanes. Measured
+  // on AVX-512 (bench_telemetry's (a) and (d)): the lane sums with their buffer of old values cost
+  // 4x the plain update on tensors of several chunks (784 x 100 and 100 x 100 weights), the
+  // double sums (a conversion per value) 2x on any tensor. Chosen by size, never by thread
+  // count: the bits stay the same on any.
+  const bool lane_norms = !std::is_same_v<T, float> || E <= kOptimChunk;
+  const auto run_chunk = [&](int64_t k) {
+    if (lane_norms) {
+      update_chunk_with_lane_norms(body, param, norms, E, k);
+    } else {
+      update_chunk_with_double_norms(body, param, norms, E, k);
+    }
+  };
   const int threads = threads_for(E);
   if (threads == 1) {
-    for (int64_t k = 0; k < chunks; ++k) update_chunk_with_norms(body, param, norms, E, k);
+    for (int64_t k = 0; k < chunks; ++k) run_chunk(k);
     return;
   }
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t k = 0; k < chunks; ++k) update_chunk_with_norms(body, param, norms, E, k);
+  for (int64_t k = 0; k < chunks; ++k) run_chunk(k);
 }
 
 // f(std::bool_constant<flags>...): the kernels' options become compile-time constants of their
