@@ -119,6 +119,23 @@ def test_statistics_when_tiles_split_features(sizes, batch, dtype):
 
 
 @pytest.mark.simd
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("width,batch", [(100, 130), (520, 130)])
+def test_statistics_of_narrow_and_wide_whole_row_tiles(activation, width, batch, dtype):
+    """Batches of 128 or more fill whole-row tiles: rows narrower than 512 features take their
+    statistics in one flat pass over each tile, wider rows row by row."""
+    net = gradwatch.MLP([5, width, width, 3], activation=activation, dtype=dtype, seed=8)
+    x, y = batch_for(net, batch, seed=6)
+    before = state64(net)
+    net.train_step(x, y, optim.SGD(lr=0.1, momentum=0.9))
+    expected, nonfinite, _ = reference.layer_statistics(before, x, y, config_of(net),
+                                                        params_after=state64(net))
+    actual, counts = last_record(net)
+    assert_stats_close(actual, expected, dtype, f"{activation} {width}")
+    np.testing.assert_array_equal(counts, nonfinite)
+
+
+@pytest.mark.simd
 def test_gradient_norms_whose_float_squares_overflow():
     """Output gradients ~1e18: their squares add past float32's range in every block, so the
     norms are summed again in double. Batch 40 < fan_in 600: the GEMM blocks of grad_x split the

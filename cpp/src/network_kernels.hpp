@@ -115,6 +115,12 @@ void finish_row(const HiddenForwardArgs<T>& p, int64_t row, int64_t f0, int64_t 
   }
 }
 
+// Rows at least this wide take their statistics row by row, each right after the pass wrote it
+// (in L1), rather than in one flat pass over the tile once it is written: a tile of 32 x 1024 is
+// read back from beyond L2 on these machines (784-1024-1024-10, batch 256: 240 against 143 CPU-us a
+// step), while rows of 64-100 features pay more for a reduction per row than for reading back.
+constexpr int64_t kFlatStatsMaxWidth = 512;
+
 template <Activation kKind, typename T>
 void forward_rows(const HiddenForwardArgs<T>& p, const PassTile& t) {
   const T alpha = p.alpha;
@@ -124,7 +130,8 @@ void forward_rows(const HiddenForwardArgs<T>& p, const PassTile& t) {
   if (p.stats != nullptr) telemetry_start_tile(*p.stats, t, p.O, whole_rows);
   // The activation's input, when it is stored: z without batch norm, else the kept h.
   const T* stored_preact = p.scale == nullptr ? p.z : p.h;
-  const bool flat_stats = p.stats != nullptr && whole_rows && stored_preact != nullptr;
+  const bool flat_stats = p.stats != nullptr && whole_rows && stored_preact != nullptr &&
+                          p.O < kFlatStatsMaxWidth;
   for (int64_t r = t.r0; r < t.r1; ++r) {
     const int64_t at = r * p.O;
     if (p.generate_mask) dropout_mask_range(p.mask, at + t.f0, at + t.f1, p.dropout);
@@ -332,8 +339,8 @@ void network_sum_of_squares(double* sum, const T* a, int64_t rows, int64_t cols,
 // Batch-1 inference is a matrix-vector product, where OpenBLAS's GEMM spends most of its time
 // packing B (784 x 100 in float32: 44 us, against 4 us here). These kernels stream each row of B
 // once per block of columns for all rows of A (up to 4; more go in groups of 4: the products
-// OpenBLAS would allocate for, see gemm_allocates), with the block of C in registers. A block's last
-// vector may be partial: it loads whole vectors of B (up to L - 1 values past the columns in
+// OpenBLAS would allocate for, see gemm_allocates), with the block of C in registers. A block's
+// last vector may be partial: it loads whole vectors of B (up to L - 1 values past the columns in
 // use: the caller pads B's storage) and reads and writes only the valid part of C.
 
 #if defined(__AVX512F__)
