@@ -31,6 +31,18 @@ namespace GW_ISA {
 // Elements per chunk of an update and of the LARS norms: the unit of their split over threads
 // and of the norms' fixed-order reduction.
 constexpr int64_t kOptimChunk = 8192;
+// Elements per block of the float lane norms (update_chunk_with_norms), summed in block order.
+constexpr int64_t kNormBlock = 1024;
+
+// The float sums of squares of a block are trusted inside [kNormSquaresLow, kNormSquaresHigh]:
+// there no term overflows and the terms lost to float underflow are negligible.
+constexpr double kNormSquaresLow = 1e-30;
+constexpr double kNormSquaresHigh = 1e30;
+
+inline bool norm_squares_trusted(double squares) {
+  return squares >= kNormSquaresLow && squares <= kNormSquaresHigh;
+}
+
 // body(i) for i in [begin, end), one vectorised loop on a local copy of the closure: the captured
 // scalars are then locals that no store through a parameter pointer can alias, so GCC keeps them
 // in registers and vectorises the selects in the bodies. Not inlined: the serial and the parallel
@@ -67,96 +79,80 @@ inline void for_each_element(int64_t E, const Body& body) {
   for (int64_t k = 0; k < chunks; ++k) run_chunk(k);
 }
 
-// Elements per block of update_chunk_with_lane_norms, summed in block order.
-constexpr int64_t kNormBlock = 1024;
-
-// The float sums of squares of a block are trusted inside [kNormSquaresLow, kNormSquaresHigh]:
-// there no term overflows and the terms lost to float underflow are negligible.
-constexpr double kNormSquaresLow = 1e-30;
-constexpr double kNormSquaresHigh = 1e30;
-
-inline bool norm_squares_trusted(double squares) {
-  return squares >= kNormSquaresLow && squares <= kNormSquaresHigh;
-}
-
-// Chunk k of for_each_update with norms in T's lanes, block by block (see there); one compiled
-// copy, as run_elements.
+// Chunk k of for_each_update with norms (see there); one compiled copy, as run_elements.
+// A float tensor of one chunk is summed in float lanes, a larger one in double lanes. Measured on
+// AVX-512 (bench_telemetry's (a) and (d)): the lane sums with their buffer of old values cost 4x
+// the plain update on tensors of several chunks (784 x 100 and 100 x 100 weights), the double
+// sums (a conversion per value) 2x on any tensor. Chosen by size, never by thread count: the bits
+// stay the same on any.
 // param: (E)  norms: (2 K)
 template <typename T, typename Body>
-GW_NOINLINE void update_chunk_with_lane_norms(const Body& body, T* param, double* norms,
-                                              int64_t E, int64_t k) {
+GW_NOINLINE void update_chunk_with_norms(const Body& body, T* param, double* norms, int64_t E,
+                                         int64_t k) {
   const Body local = body;  // a local copy: see run_elements
   const int64_t begin = k * kOptimChunk;
   const int64_t end = begin + kOptimChunk < E ? begin + kOptimChunk : E;
   double before_squares = 0.0, change_squares = 0.0;
-  T old_values[kNormBlock];
-  for (int64_t first = begin; first < end; first += kNormBlock) {
-    const int64_t n = end - first < kNormBlock ? end - first : kNormBlock;
-    T* p = param + first;
-    // In T's lanes; for float, trusted inside [kNormSquaresLow, kNormSquaresHigh], and a block
-    // outside it (zero, tiny, huge, NaN) is summed again in double from the old values (kept
-    // in old_values, in L1) and the new. change is after - before rounded to T: its relative
-    // error (2^-24 in float) is as small as that of the sums.
-    T before = 0, change = 0;
+  if (!std::is_same_v<T, float> || E <= kOptimChunk) {
+    T old_values[kNormBlock];
+    for (int64_t first = begin; first < end; first += kNormBlock) {
+      const int64_t n = end - first < kNormBlock ? end - first : kNormBlock;
+      T* p = param + first;
+      // In T's lanes; for float, trusted inside [kNormSquaresLow, kNormSquaresHigh], and a block
+      // outside it (zero, tiny, huge, NaN) is summed again in double from the old values (kept
+      // in old_values, in L1) and the new. change is after - before rounded to T: its relative
+      // error (2^-24 in float) is as small as that of the sums.
+      T before = 0, change = 0;
 #pragma omp simd reduction(+ : before, change)
-    for (int64_t j = 0; j < n; ++j) {
-      const T old = p[j];
-      const T updated = local(first + j);
-      old_values[j] = old;
-      p[j] = updated;
-      const T difference = updated - old;
-      before += old * old;
-      change += difference * difference;
-    }
-    double block_before = static_cast<double>(before);
-    double block_change = static_cast<double>(change);
-    if (std::is_same_v<T, float> &&
-        !(norm_squares_trusted(block_before) && norm_squares_trusted(block_change))) {
-      block_before = double_sum_of_squares(old_values, n);
-      block_change = 0.0;
-#pragma omp simd reduction(+ : block_change)
       for (int64_t j = 0; j < n; ++j) {
-        const double difference = static_cast<double>(p[j]) - static_cast<double>(old_values[j]);
-        block_change += difference * difference;
+        const T old = p[j];
+        const T updated = local(first + j);
+        old_values[j] = old;
+        p[j] = updated;
+        const T difference = updated - old;
+        before += old * old;
+        change += difference * difference;
       }
+      double block_before = static_cast<double>(before);
+      double block_change = static_cast<double>(change);
+      if (std::is_same_v<T, float> &&
+          !(norm_squares_trusted(block_before) && norm_squares_trusted(block_change))) {
+        block_before = double_sum_of_squares(old_values, n);
+        block_change = 0.0;
+#pragma omp simd reduction(+ : block_change)
+        for (int64_t j = 0; j < n; ++j) {
+          const double difference =
+              static_cast<double>(p[j]) - static_cast<double>(old_values[j]);
+          block_change += difference * difference;
+        }
+      }
+      before_squares += block_before;
+      change_squares += block_change;
     }
-    before_squares += block_before;
-    change_squares += block_change;
-  }
-  norms[2 * k] = before_squares;
-  norms[2 * k + 1] = change_squares;
-}
-
-// Chunk k of for_each_update with norms in double lanes (see there); one compiled copy, as
-// run_elements. A float's square neither overflows nor underflows in double, so no range needs
-// summing again.
-// param: (E)  norms: (2 K)
-template <typename T, typename Body>
-GW_NOINLINE void update_chunk_with_double_norms(const Body& body, T* param, double* norms,
-                                                int64_t E, int64_t k) {
-  const Body local = body;  // a local copy: see run_elements
-  const int64_t begin = k * kOptimChunk;
-  const int64_t end = begin + kOptimChunk < E ? begin + kOptimChunk : E;
-  // The chunk's two halves side by side, with sums of their own: four chains of additions, whose
-  // latency (not the arithmetic) limits a single pair.
-  const int64_t half = (end - begin) / 2, middle = begin + half;
-  double before0 = 0.0, change0 = 0.0, before1 = 0.0, change1 = 0.0;
-  const auto update = [&](int64_t i, double& before_squares, double& change_squares) {
-    const T old = param[i];
-    const T updated = local(i);
-    param[i] = updated;
-    const double before = static_cast<double>(old);
-    const double change = static_cast<double>(updated) - before;
-    before_squares += before * before;
-    change_squares += change * change;
-  };
+  } else {
+    // In double lanes, where a float's square neither overflows nor underflows: no range needs
+    // summing again. The chunk's two halves side by side, with sums of their own: four chains
+    // of additions, whose latency (not the arithmetic) limits a single pair.
+    const int64_t half = (end - begin) / 2, middle = begin + half;
+    double before0 = 0.0, change0 = 0.0, before1 = 0.0, change1 = 0.0;
+    const auto update = [&](int64_t i, double& before_sum, double& change_sum) {
+      const T old = param[i];
+      const T updated = local(i);
+      param[i] = updated;
+      const double before = static_cast<double>(old);
+      const double change = static_cast<double>(updated) - before;
+      before_sum += before * before;
+      change_sum += change * change;
+    };
 #pragma omp simd reduction(+ : before0, change0, before1, change1)
-  for (int64_t j = 0; j < half; ++j) {
-    update(begin + j, before0, change0);
-    update(middle + j, before1, change1);
+    for (int64_t j = 0; j < half; ++j) {
+      update(begin + j, before0, change0);
+      update(middle + j, before1, change1);
+    }
+    if (middle + half < end) update(end - 1, before0, change0);  // the last of an odd count
+    before_squares = before0 + before1;
+    change_squares = change0 + change1;
   }
-  if (middle + half < end) update(end - 1, before0, change0);  // the last of an odd count
-  const double before_squares = before0 + before1, change_squares = change0 + change1;
   norms[2 * k] = before_squares;
   norms[2 * k + 1] = change_squares;
 }
@@ -177,26 +173,13 @@ inline void for_each_update(int64_t E, const Body& body, T* param, double* norms
     return;
   }
   const int64_t chunks = (E + kOptimChunk - 1) / kOptimChunk;
-  // A float tensor of one chunk is summed in float lanes, a larger one in double lanes. Measured
-  // on AVX-512 (bench_telemetry's (a) and (d)): the lane sums with their buffer of old values cost
-  // 4x the plain update on tensors of several chunks (784 x 100 and 100 x 100 weights), the
-  // double sums (a conversion per value) 2x on any tensor. Chosen by size, never by thread
-  // count: the bits stay the same on any.
-  const bool lane_norms = !std::is_same_v<T, float> || E <= kOptimChunk;
-  const auto run_chunk = [&](int64_t k) {
-    if (lane_norms) {
-      update_chunk_with_lane_norms(body, param, norms, E, k);
-    } else {
-      update_chunk_with_double_norms(body, param, norms, E, k);
-    }
-  };
   const int threads = threads_for(E);
   if (threads == 1) {
-    for (int64_t k = 0; k < chunks; ++k) run_chunk(k);
+    for (int64_t k = 0; k < chunks; ++k) update_chunk_with_norms(body, param, norms, E, k);
     return;
   }
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t k = 0; k < chunks; ++k) run_chunk(k);
+  for (int64_t k = 0; k < chunks; ++k) update_chunk_with_norms(body, param, norms, E, k);
 }
 
 // f(std::bool_constant<flags>...): the kernels' options become compile-time constants of their
