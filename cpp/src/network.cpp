@@ -916,7 +916,7 @@ StepResult Network<T>::train_step(const T* x, const Targets<T>& targets, int64_t
   optimizer.step(param_ptrs_.data(), grad_ptrs_.data(), param_sizes_.data(), param_roles_.data(),
                  static_cast<int64_t>(param_ptrs_.size()), static_cast<T>(scale),
                  static_cast<T>(clip_value > 0 ? clip_value : 0),
-                 record ? param_norms_.data() : nullptr);
+                 record ? param_norms_.data() : nullptr, threads_for_batch(N));
   update_running_statistics(N);
   refresh_inference_scales();
   ++dropout_step_;

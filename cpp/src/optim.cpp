@@ -1,9 +1,12 @@
 // The optimiser: option checks, state allocation on the first step, the layout check, the
-// per-step scalars (bias corrections, decayed rates, LARS trust ratios) and dispatch of the
-// per-tensor kernels to the active SIMD level.
-// Dims: E = elements of one tensor, P = tensors, K = chunks of kOptimChunk elements.
+// per-step scalars (bias corrections, decayed rates, LARS trust ratios), the split of every
+// tensor's chunks over one team, and dispatch of the kernels to the active SIMD level.
+// Dims: E = elements of one tensor, P = tensors, K = chunks of kOptimChunk elements of one
+// tensor, G = chunks of all tensors.
 #define GW_ISA baseline
 #include "gradwatch/optim.hpp"
+
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,6 +17,7 @@
 #include <utility>
 
 #include "gradwatch/cpu_dispatch.hpp"
+#include "gradwatch/threads.hpp"
 #include "optim_kernels.hpp"
 
 namespace gradwatch {
@@ -29,24 +33,26 @@ GRADWATCH_INSTANTIATE_OPTIM_KERNELS(double)
   template <typename T>                                                                            \
   void sgd(T* param, T* momentum_buffer, const T* grad, T lr, T momentum, T one_minus_dampening,   \
            T weight_decay, bool nesterov, bool first_step, T grad_scale, T clip_value, int64_t E,  \
-           double* norms);                                                                         \
+           int64_t chunk_begin, int64_t chunk_end, double* norms);                                 \
   template <typename T>                                                                            \
   void adagrad(T* param, T* sum, const T* grad, T clr, T weight_decay, T eps, T grad_scale,        \
-               T clip_value, int64_t E, double* norms);                                            \
+               T clip_value, int64_t E, int64_t chunk_begin, int64_t chunk_end, double* norms);    \
   template <typename T>                                                                            \
   void rmsprop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, const T* grad, T lr,      \
                T alpha, T one_minus_alpha, T eps, T weight_decay, T momentum, T grad_scale,        \
-               T clip_value, int64_t E, double* norms);                                            \
+               T clip_value, int64_t E, int64_t chunk_begin, int64_t chunk_end, double* norms);    \
   template <typename T>                                                                            \
   void adam(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T step_size, T one_minus_beta1,    \
             T beta2, T one_minus_beta2, T bias_correction2_sqrt, T eps, T weight_decay,            \
-            T param_factor, bool decoupled, T grad_scale, T clip_value, int64_t E, double* norms); \
+            T param_factor, bool decoupled, T grad_scale, T clip_value, int64_t E,                 \
+            int64_t chunk_begin, int64_t chunk_end, double* norms);                                \
   template <typename T>                                                                            \
   void lars_partial_norms(double* partials, const T* param, const T* grad, T grad_scale,           \
-                          T clip_value, int64_t E);                                                \
+                          T clip_value, int64_t E, int64_t chunk_begin, int64_t chunk_end);        \
   template <typename T>                                                                            \
   void lars(T* param, T* momentum_buffer, const T* grad, T rate, T momentum, T weight_decay,       \
-            T grad_scale, T clip_value, int64_t E, double* norms);                                 \
+            T grad_scale, T clip_value, int64_t E, int64_t chunk_begin, int64_t chunk_end,         \
+            double* norms);                                                                        \
   }
 GRADWATCH_DECLARE_OPTIM_KERNELS(avx2)
 GRADWATCH_DECLARE_OPTIM_KERNELS(avx512)
@@ -96,6 +102,9 @@ bool valid_role(ParamRole role) {
   return role == ParamRole::weight || role == ParamRole::bias || role == ParamRole::bn_gamma ||
          role == ParamRole::bn_beta;
 }
+
+// Chunks of kOptimChunk elements in a tensor of E.
+int64_t chunks_of(int64_t E) { return (E + baseline::kOptimChunk - 1) / baseline::kOptimChunk; }
 
 // Which buffers the options need, as a number: equal numbers, equal buffer lists.
 int buffer_signature(const OptimizerOptions& options) {
@@ -235,13 +244,18 @@ template <typename T>
 void Optimizer<T>::allocate(const int64_t* sizes, const ParamRole* roles, int64_t count) {
   std::vector<int64_t> new_sizes(sizes, sizes + count);
   std::vector<ParamRole> new_roles(roles, roles + count);
-  std::vector<int64_t> offsets(static_cast<size_t>(count));
-  int64_t total = 0, largest = 0;
+  std::vector<int64_t> offsets, chunk_offsets{0}, chunk_starts;
+  int64_t total = 0;
   for (int64_t p = 0; p < count; ++p) {
-    offsets[static_cast<size_t>(p)] = total;
+    offsets.push_back(total);
+    for (int64_t k = 0; k < chunks_of(sizes[p]); ++k) {
+      chunk_starts.push_back(total + k * baseline::kOptimChunk);
+    }
+    chunk_offsets.push_back(static_cast<int64_t>(chunk_starts.size()));
     total += sizes[p];
-    largest = sizes[p] > largest ? sizes[p] : largest;
   }
+  const int64_t chunks = chunk_offsets.back();
+  chunk_starts.push_back(total);
   std::vector<std::string> names = optimizer_buffer_names(options_);
   std::array<std::vector<T>, kMaxBuffers> buffers;
   for (size_t b = 0; b < names.size(); ++b) {
@@ -249,25 +263,26 @@ void Optimizer<T>::allocate(const int64_t* sizes, const ParamRole* roles, int64_
         names[b] == "sum" ? static_cast<T>(options_.initial_accumulator_value) : static_cast<T>(0);
     buffers[b].assign(static_cast<size_t>(total), initial);
   }
-  std::vector<double> partials;
-  if (options_.kind == OptimizerKind::lars) {
-    partials.resize(
-        static_cast<size_t>(2 * ((largest + baseline::kOptimChunk - 1) / baseline::kOptimChunk)));
-  }
+  std::vector<double> norm_partials(static_cast<size_t>(2 * chunks));
+  std::vector<double> lars_partials;
+  if (options_.kind == OptimizerKind::lars) lars_partials.resize(static_cast<size_t>(2 * chunks));
   // Nothing below throws.
   sizes_ = std::move(new_sizes);
   roles_ = std::move(new_roles);
   offsets_ = std::move(offsets);
+  chunk_offsets_ = std::move(chunk_offsets);
+  chunk_starts_ = std::move(chunk_starts);
+  lars_partials_ = std::move(lars_partials);
   buffer_names_ = std::move(names);
   buffers_ = std::move(buffers);
-  norm_partials_ = std::move(partials);
+  norm_partials_ = std::move(norm_partials);
   buffer_signature_ = buffer_signature(options_);
 }
 
 template <typename T>
 void Optimizer<T>::step(T* const* params, const T* const* grads, const int64_t* sizes,
                         const ParamRole* roles, int64_t count, T grad_scale, T clip_value,
-                        double* norms) {
+                        double* norms, int max_threads) {
   validate_optimizer_options(options_);
   require(std::isfinite(grad_scale) && grad_scale >= 0,
           [&] { return "grad_scale must be finite and >= 0, got " + number_text(grad_scale); });
@@ -288,26 +303,74 @@ void Optimizer<T>::step(T* const* params, const T* const* grads, const int64_t* 
              "centered changed after the first step); create a new optimiser or load a state";
     });
   }
-  if (norms != nullptr) {  // once: the chunk sums of the largest tensor (LARS has them already)
-    int64_t largest = 0;
-    for (int64_t p = 0; p < count; ++p) largest = sizes[p] > largest ? sizes[p] : largest;
-    const size_t needed =
-        static_cast<size_t>(2 * ((largest + baseline::kOptimChunk - 1) / baseline::kOptimChunk));
-    if (norm_partials_.size() < needed) norm_partials_.resize(needed);
+  // One team for every tensor: thread t takes the chunks that start in its share of the elements
+  // (tensor by tensor, in order); with LARS, after every adapted tensor's chunk norms.
+  const int64_t total = chunk_starts_.back(), chunks = chunk_offsets_.back();
+  const bool lars = options_.kind == OptimizerKind::lars;
+  const auto run = [&](int64_t thread, int64_t threads) {
+    const auto first_chunk = [&](int64_t t) {
+      const auto share_start = std::lower_bound(chunk_starts_.begin(), chunk_starts_.end() - 1,
+                                                t * total / threads);
+      return static_cast<int64_t>(share_start - chunk_starts_.begin());
+    };
+    const int64_t lo = first_chunk(thread), hi = thread + 1 < threads ? first_chunk(thread + 1) : chunks;
+    const auto for_my_chunks = [&](const auto& body) {
+      for (int64_t p = 0; p < count; ++p) {
+        const int64_t g0 = chunk_offsets_[static_cast<size_t>(p)];
+        const int64_t k0 = std::max(lo, g0) - g0;
+        const int64_t k1 = std::min(hi, chunk_offsets_[static_cast<size_t>(p) + 1]) - g0;
+        if (k0 < k1) body(p, k0, k1);
+      }
+    };
+    if (lars) {
+      for_my_chunks([&](int64_t p, int64_t k0, int64_t k1) {
+        if (!lars_adapts(options_, roles_[static_cast<size_t>(p)])) return;
+        GRADWATCH_DISPATCH(lars_partial_norms,
+                           lars_partials_.data() + 2 * chunk_offsets_[static_cast<size_t>(p)],
+                           params[p], grads[p], grad_scale, clip_value, sizes[p], k0, k1);
+      });
+      if (threads > 1) {
+#pragma omp barrier
+      }
+    }
+    for_my_chunks([&](int64_t p, int64_t k0, int64_t k1) {
+      update_chunks(p, params[p], grads[p], grad_scale, clip_value, k0, k1, norms != nullptr);
+    });
+  };
+  int threads = static_cast<int>(std::min<int64_t>(threads_for(total), chunks));
+  if (max_threads > 0) threads = std::min(threads, max_threads);
+  if (threads <= 1) {
+    run(0, 1);
+  } else {
+#pragma omp parallel num_threads(threads)
+    run(omp_get_thread_num(), omp_get_num_threads());
   }
-  for (int64_t p = 0; p < count; ++p) {
-    update_tensor(p, params[p], grads[p], grad_scale, clip_value, norms);
+  if (norms != nullptr) {
+    for (int64_t p = 0; p < count; ++p) {
+      if (roles_[static_cast<size_t>(p)] != ParamRole::weight) {
+        norms[2 * p] = norms[2 * p + 1] = std::numeric_limits<double>::quiet_NaN();
+        continue;
+      }
+      norms[2 * p] = norms[2 * p + 1] = 0.0;
+      for (int64_t g = chunk_offsets_[static_cast<size_t>(p)];
+           g < chunk_offsets_[static_cast<size_t>(p) + 1]; ++g) {  // index order, any threads
+        norms[2 * p] += norm_partials_[static_cast<size_t>(2 * g)];
+        norms[2 * p + 1] += norm_partials_[static_cast<size_t>(2 * g + 1)];
+      }
+    }
   }
   ++step_count_;
 }
 
 template <typename T>
-void Optimizer<T>::update_tensor(int64_t p, T* param, const T* grad, T grad_scale, T clip_value,
-                                 double* norms) {
+void Optimizer<T>::update_chunks(int64_t p, T* param, const T* grad, T grad_scale, T clip_value,
+                                 int64_t k0, int64_t k1, bool want_norms) {
   const size_t index = static_cast<size_t>(p);
   const int64_t E = sizes_[index];
-  const bool want_norms = norms != nullptr && roles_[index] == ParamRole::weight;
-  double* chunk_norms = want_norms ? norm_partials_.data() : nullptr;
+  const int64_t first = chunk_offsets_[index];
+  double* chunk_norms = want_norms && roles_[index] == ParamRole::weight
+                            ? norm_partials_.data() + 2 * first
+                            : nullptr;
   const OptimizerOptions& o = options_;
   auto state = [&](size_t b) { return buffers_[b].data() + offsets_[index]; };
   const double t = static_cast<double>(step_count_ + 1);  // this step, from 1 (PyTorch's)
@@ -318,13 +381,13 @@ void Optimizer<T>::update_tensor(int64_t p, T* param, const T* grad, T grad_scal
       T* momentum_buffer = o.momentum != 0 ? state(0) : nullptr;
       GRADWATCH_DISPATCH(sgd, param, momentum_buffer, grad, lr, momentum,
                          static_cast<T>(1.0 - o.dampening), weight_decay, o.nesterov,
-                         step_count_ == 0, grad_scale, clip_value, E, chunk_norms);
+                         step_count_ == 0, grad_scale, clip_value, E, k0, k1, chunk_norms);
       break;
     }
     case OptimizerKind::adagrad: {
       const T clr = static_cast<T>(o.lr / (1.0 + (t - 1.0) * o.lr_decay));
       GRADWATCH_DISPATCH(adagrad, param, state(0), grad, clr, weight_decay, eps, grad_scale,
-                         clip_value, E, chunk_norms);
+                         clip_value, E, k0, k1, chunk_norms);
       break;
     }
     case OptimizerKind::rmsprop: {
@@ -333,7 +396,7 @@ void Optimizer<T>::update_tensor(int64_t p, T* param, const T* grad, T grad_scal
       T* grad_avg = o.centered ? state(next) : nullptr;
       GRADWATCH_DISPATCH(rmsprop, param, state(0), momentum_buffer, grad_avg, grad, lr,
                          static_cast<T>(o.alpha), static_cast<T>(1.0 - o.alpha), eps, weight_decay,
-                         momentum, grad_scale, clip_value, E, chunk_norms);
+                         momentum, grad_scale, clip_value, E, k0, k1, chunk_norms);
       break;
     }
     case OptimizerKind::adam:
@@ -346,7 +409,7 @@ void Optimizer<T>::update_tensor(int64_t p, T* param, const T* grad, T grad_scal
                          static_cast<T>(1.0 - o.beta1), static_cast<T>(o.beta2),
                          static_cast<T>(1.0 - o.beta2), bias_correction2_sqrt, eps, coupled_decay,
                          static_cast<T>(1.0 - o.lr * o.weight_decay), decoupled, grad_scale,
-                         clip_value, E, chunk_norms);
+                         clip_value, E, k0, k1, chunk_norms);
       break;
     }
     case OptimizerKind::lars: {
@@ -355,13 +418,10 @@ void Optimizer<T>::update_tensor(int64_t p, T* param, const T* grad, T grad_scal
       T decay = 0;
       if (lars_adapts(o, roles_[index])) {
         decay = weight_decay;
-        GRADWATCH_DISPATCH(lars_partial_norms, norm_partials_.data(), param, grad, grad_scale,
-                           clip_value, E);
-        const int64_t chunks = (E + baseline::kOptimChunk - 1) / baseline::kOptimChunk;
         double param_squares = 0.0, grad_squares = 0.0;
-        for (int64_t k = 0; k < chunks; ++k) {  // index order, whatever the thread count
-          param_squares += norm_partials_[static_cast<size_t>(2 * k)];
-          grad_squares += norm_partials_[static_cast<size_t>(2 * k + 1)];
+        for (int64_t k = 0; k < chunks_of(E); ++k) {  // index order, whatever the thread count
+          param_squares += lars_partials_[static_cast<size_t>(2 * (first + k))];
+          grad_squares += lars_partials_[static_cast<size_t>(2 * (first + k) + 1)];
         }
         const double param_norm = std::sqrt(param_squares), grad_norm = std::sqrt(grad_squares);
         // A zero norm keeps the global rate; NaN falls through to a NaN rate.
@@ -373,21 +433,9 @@ void Optimizer<T>::update_tensor(int64_t p, T* param, const T* grad, T grad_scal
         }
       }
       GRADWATCH_DISPATCH(lars, param, momentum_buffer, grad, static_cast<T>(rate), momentum, decay,
-                         grad_scale, clip_value, E, chunk_norms);
+                         grad_scale, clip_value, E, k0, k1, chunk_norms);
       break;
     }
-  }
-  if (norms != nullptr && !want_norms) {
-    norms[2 * p] = norms[2 * p + 1] = std::numeric_limits<double>::quiet_NaN();
-  } else if (norms != nullptr) {
-    const int64_t chunks = (E + baseline::kOptimChunk - 1) / baseline::kOptimChunk;
-    double before_squares = 0.0, change_squares = 0.0;
-    for (int64_t k = 0; k < chunks; ++k) {  // index order, whatever the thread count
-      before_squares += norm_partials_[static_cast<size_t>(2 * k)];
-      change_squares += norm_partials_[static_cast<size_t>(2 * k + 1)];
-    }
-    norms[2 * p] = before_squares;
-    norms[2 * p + 1] = change_squares;
   }
 }
 
@@ -408,7 +456,10 @@ void Optimizer<T>::load_state(const OptimizerOptions& options, int64_t step_coun
     offsets_.clear();
     buffer_names_.clear();
     for (auto& values : buffers_) values.clear();
+    chunk_offsets_.clear();
+    chunk_starts_.clear();
     norm_partials_.clear();
+    lars_partials_.clear();
     buffer_signature_ = 0;
     return;
   }

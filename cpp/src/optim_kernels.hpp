@@ -1,9 +1,10 @@
 // Kernel bodies of gradwatch/optim.hpp, compiled once per ISA (see gradwatch/cpu_dispatch.hpp).
 // Dims: E = elements of one tensor, K = chunks of kOptimChunk elements.
 //
-// Each kernel updates one tensor in one pass: it reads the gradient, scales and clamps it (the
-// clipping of the training step), and writes the parameter and the state buffers it owns.
-// Elements are independent, so any split over threads gives the same bits. Options that decide
+// Each kernel updates chunks [chunk_begin, chunk_end) of one tensor in one pass, on the calling
+// thread: it reads the gradient, scales and clamps it (the clipping of the training step), and
+// writes the parameter and the state buffers it owns. Elements are independent, so any split of
+// the chunks over threads (Optimizer::step's) gives the same bits. Options that decide
 // which buffers exist are branches outside the loop (a null buffer is never touched); the others
 // are branch-free selects inside it, so that a skipped term (weight decay 0) is really skipped,
 // as in PyTorch (0 * inf would be NaN), without stopping vectorisation.
@@ -21,7 +22,6 @@
 #include <limits>
 #include <type_traits>
 
-#include "gradwatch/threads.hpp"
 #include "reductions.hpp"  // double_sum_of_squares
 #include "vecmath.hpp"       // GW_NOINLINE
 
@@ -62,21 +62,14 @@ GW_NOINLINE void run_compiled_once(const Body& body, int64_t k) {
   body(k);
 }
 
-// Runs body(i) for i in [0, E) in chunks of kOptimChunk elements, split over threads for large
-// tensors; small ones (biases) skip the parallel region altogether.
+// Runs body(i) for the elements of chunks [chunk_begin, chunk_end) of kOptimChunk elements of a
+// tensor of E, on the calling thread (the caller shares chunks out: Optimizer::step).
 template <typename Body>
-inline void for_each_element(int64_t E, const Body& body) {
-  const int64_t chunks = (E + kOptimChunk - 1) / kOptimChunk;
-  const auto run_chunk = [&](int64_t k) {
-    run_elements(body, k * kOptimChunk, k + 1 < chunks ? (k + 1) * kOptimChunk : E);
-  };
-  const int threads = threads_for(E);
-  if (threads == 1) {
-    for (int64_t k = 0; k < chunks; ++k) run_chunk(k);
-    return;
+inline void for_each_element(int64_t E, int64_t chunk_begin, int64_t chunk_end, const Body& body) {
+  for (int64_t k = chunk_begin; k < chunk_end; ++k) {
+    const int64_t end = (k + 1) * kOptimChunk;
+    run_elements(body, k * kOptimChunk, end < E ? end : E);
   }
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t k = 0; k < chunks; ++k) run_chunk(k);
 }
 
 // Chunk k of for_each_update with norms (see there); one compiled copy, as run_elements.
@@ -157,8 +150,8 @@ GW_NOINLINE void update_chunk_with_norms(const Body& body, T* param, double* nor
   norms[2 * k + 1] = change_squares;
 }
 
-// param[i] = body(i) for i in [0, E) (the body returns the new value and writes the state it
-// owns), split over threads as for_each_element. With norms (2 K) non-null, also norms[2k] =
+// param[i] = body(i) for the elements of chunks [chunk_begin, chunk_end) (the body returns the
+// new value and writes the state it owns), as for_each_element. With norms (2 K) non-null, also norms[2k] =
 // the sum of param^2 before the update and norms[2k + 1] = the sum of (after - before)^2 over
 // chunk k of kOptimChunk elements (telemetry's ||W|| and ||W_after - W_before||);
 // the caller adds the chunks in index order, so the sums have the same bits on any number of
@@ -167,19 +160,15 @@ GW_NOINLINE void update_chunk_with_norms(const Body& body, T* param, double* nor
 // loop with reductions).
 // param: (E)  norms: (2 K)
 template <typename T, typename Body>
-inline void for_each_update(int64_t E, const Body& body, T* param, double* norms) {
+inline void for_each_update(int64_t E, int64_t chunk_begin, int64_t chunk_end, const Body& body,
+                            T* param, double* norms) {
   if (norms == nullptr) {
-    for_each_element(E, [=](int64_t i) { param[i] = body(i); });
+    for_each_element(E, chunk_begin, chunk_end, [=](int64_t i) { param[i] = body(i); });
     return;
   }
-  const int64_t chunks = (E + kOptimChunk - 1) / kOptimChunk;
-  const int threads = threads_for(E);
-  if (threads == 1) {
-    for (int64_t k = 0; k < chunks; ++k) update_chunk_with_norms(body, param, norms, E, k);
-    return;
+  for (int64_t k = chunk_begin; k < chunk_end; ++k) {
+    update_chunk_with_norms(body, param, norms, E, k);
   }
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t k = 0; k < chunks; ++k) update_chunk_with_norms(body, param, norms, E, k);
 }
 
 // f(std::bool_constant<flags>...): the kernels' options become compile-time constants of their
@@ -250,10 +239,10 @@ inline T lerp(T a, T b, T w, bool low_weight) {
 // param, grad: (E)
 template <typename T>
 void plain_update(T* param, const T* grad, T rate, T weight_decay, T grad_scale, T clip_value,
-                  int64_t E, double* norms) {
+                  int64_t E, int64_t chunk_begin, int64_t chunk_end, double* norms) {
   const T limit = clip_limit(clip_value);
   with_flags([&](auto clip, auto decays) {
-    for_each_update(E, [=](int64_t i) {
+    for_each_update(E, chunk_begin, chunk_end, [=](int64_t i) {
       const T p = param[i];
       const T d = decayed_gradient<decltype(clip), decltype(decays)>(grad[i], p, grad_scale,
                                                                      limit, weight_decay);
@@ -270,14 +259,14 @@ void plain_update(T* param, const T* grad, T rate, T weight_decay, T grad_scale,
 template <typename T>
 void sgd(T* param, T* momentum_buffer, const T* grad, T lr, T momentum, T one_minus_dampening,
          T weight_decay, bool nesterov, bool first_step, T grad_scale, T clip_value, int64_t E,
-         double* norms) {
+         int64_t chunk_begin, int64_t chunk_end, double* norms) {
   if (momentum_buffer == nullptr) {
-    plain_update(param, grad, lr, weight_decay, grad_scale, clip_value, E, norms);
+    plain_update(param, grad, lr, weight_decay, grad_scale, clip_value, E, chunk_begin, chunk_end, norms);
     return;
   }
   const T limit = clip_limit(clip_value);
   with_flags([&](auto clip, auto decays, auto first, auto nesterov_form) {
-    for_each_update(E, [=](int64_t i) {
+    for_each_update(E, chunk_begin, chunk_end, [=](int64_t i) {
       const T p = param[i];
       const T d = decayed_gradient<decltype(clip), decltype(decays)>(grad[i], p, grad_scale,
                                                                      limit, weight_decay);
@@ -298,10 +287,10 @@ void sgd(T* param, T* momentum_buffer, const T* grad, T lr, T momentum, T one_mi
 // param, sum, grad: (E)
 template <typename T>
 void adagrad(T* param, T* sum, const T* grad, T clr, T weight_decay, T eps, T grad_scale,
-             T clip_value, int64_t E, double* norms) {
+             T clip_value, int64_t E, int64_t chunk_begin, int64_t chunk_end, double* norms) {
   const T limit = clip_limit(clip_value);
   with_flags([&](auto clip, auto decays) {
-    for_each_update(E, [=](int64_t i) {
+    for_each_update(E, chunk_begin, chunk_end, [=](int64_t i) {
       const T p = param[i];
       const T d = decayed_gradient<decltype(clip), decltype(decays)>(grad[i], p, grad_scale,
                                                                      limit, weight_decay);
@@ -320,13 +309,13 @@ void adagrad(T* param, T* sum, const T* grad, T clr, T weight_decay, T eps, T gr
 template <typename T, bool kMomentum, bool kCentered>
 void rmsprop_loop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, const T* grad, T lr,
                   T alpha, T one_minus_alpha, T eps, T weight_decay, T momentum, T grad_scale,
-                  T clip_value, int64_t E, double* norms) {
+                  T clip_value, int64_t E, int64_t chunk_begin, int64_t chunk_end, double* norms) {
   const T limit = clip_limit(clip_value);
   const T rest = one_minus_alpha;
   // lerp's weight test matters only when centered: one instantiation less otherwise.
   const bool low_weight = kCentered && rest < static_cast<T>(0.5);
   with_flags([&](auto clip, auto decays, auto low) {
-    for_each_update(E, [=](int64_t i) {
+    for_each_update(E, chunk_begin, chunk_end, [=](int64_t i) {
       const T p = param[i];
       const T d = decayed_gradient<decltype(clip), decltype(decays)>(grad[i], p, grad_scale,
                                                                      limit, weight_decay);
@@ -355,13 +344,13 @@ void rmsprop_loop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, cons
 template <typename T>
 void rmsprop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, const T* grad, T lr, T alpha,
              T one_minus_alpha, T eps, T weight_decay, T momentum, T grad_scale, T clip_value,
-             int64_t E, double* norms) {
+             int64_t E, int64_t chunk_begin, int64_t chunk_end, double* norms) {
   const bool with_momentum = momentum_buffer != nullptr, centered = grad_avg != nullptr;
   auto loop = with_momentum
                   ? (centered ? &rmsprop_loop<T, true, true> : &rmsprop_loop<T, true, false>)
                   : (centered ? &rmsprop_loop<T, false, true> : &rmsprop_loop<T, false, false>);
   loop(param, square_avg, momentum_buffer, grad_avg, grad, lr, alpha, one_minus_alpha, eps,
-       weight_decay, momentum, grad_scale, clip_value, E, norms);
+       weight_decay, momentum, grad_scale, clip_value, E, chunk_begin, chunk_end, norms);
 }
 
 // Adam / AdamW (torch.optim.Adam, AdamW): p = p * param_factor (AdamW: 1 - lr weight_decay;
@@ -374,12 +363,12 @@ void rmsprop(T* param, T* square_avg, T* momentum_buffer, T* grad_avg, const T* 
 template <typename T>
 void adam(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T step_size, T one_minus_beta1,
           T beta2, T one_minus_beta2, T bias_correction2_sqrt, T eps, T weight_decay,
-          T param_factor, bool decoupled, T grad_scale, T clip_value, int64_t E, double* norms) {
+          T param_factor, bool decoupled, T grad_scale, T clip_value, int64_t E, int64_t chunk_begin, int64_t chunk_end, double* norms) {
   const T limit = clip_limit(clip_value);
   const T weight1 = one_minus_beta1;
   const T rest2 = one_minus_beta2;
   with_flags([&](auto clip, auto decays, auto decoupled_decay, auto low) {
-    for_each_update(E, [=](int64_t i) {
+    for_each_update(E, chunk_begin, chunk_end, [=](int64_t i) {
       T p = param[i];
       if constexpr (decltype(decoupled_decay)::value) p = p * param_factor;
       const T d = decayed_gradient<decltype(clip), decltype(decays)>(grad[i], p, grad_scale,
@@ -396,13 +385,12 @@ void adam(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T step_size, T one
 }
 
 // LARS, first pass: partials[2k] = sum of p^2 and partials[2k + 1] = sum of clip(grad)^2 over
-// chunk k, in double; the caller adds the chunks in index order.
+// chunk k in [chunk_begin, chunk_end), in double; the caller adds the chunks in index order.
 // param, grad: (E)  partials: (2 K) = 2 ceil(E / kOptimChunk)
 template <typename T>
 void lars_partial_norms(double* partials, const T* param, const T* grad, T grad_scale, T clip_value,
-                        int64_t E) {
+                        int64_t E, int64_t chunk_begin, int64_t chunk_end) {
   const T limit = clip_limit(clip_value);
-  const int64_t chunks = (E + kOptimChunk - 1) / kOptimChunk;
   const auto chunk_sums = [=](int64_t k) {
     const int64_t begin = k * kOptimChunk;
     const int64_t end = begin + kOptimChunk < E ? begin + kOptimChunk : E;
@@ -417,13 +405,7 @@ void lars_partial_norms(double* partials, const T* param, const T* grad, T grad_
     partials[2 * k] = param_squares;
     partials[2 * k + 1] = grad_squares;
   };
-  const int threads = threads_for(E);
-  if (threads == 1) {
-    for (int64_t k = 0; k < chunks; ++k) run_compiled_once(chunk_sums, k);
-    return;
-  }
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t k = 0; k < chunks; ++k) run_compiled_once(chunk_sums, k);
+  for (int64_t k = chunk_begin; k < chunk_end; ++k) run_compiled_once(chunk_sums, k);
 }
 
 // LARS, second pass, with the layer's rate from the caller (lr * local_lr, or min(lr, local_lr)
@@ -433,14 +415,14 @@ void lars_partial_norms(double* partials, const T* param, const T* grad, T grad_
 // param, momentum_buffer (null when momentum = 0), grad: (E)
 template <typename T>
 void lars(T* param, T* momentum_buffer, const T* grad, T rate, T momentum, T weight_decay,
-          T grad_scale, T clip_value, int64_t E, double* norms) {
+          T grad_scale, T clip_value, int64_t E, int64_t chunk_begin, int64_t chunk_end, double* norms) {
   if (momentum_buffer == nullptr) {
-    plain_update(param, grad, rate, weight_decay, grad_scale, clip_value, E, norms);
+    plain_update(param, grad, rate, weight_decay, grad_scale, clip_value, E, chunk_begin, chunk_end, norms);
     return;
   }
   const T limit = clip_limit(clip_value);
   with_flags([&](auto clip, auto decays) {
-    for_each_update(E, [=](int64_t i) {
+    for_each_update(E, chunk_begin, chunk_end, [=](int64_t i) {
       const T p = param[i];
       const T d = decayed_gradient<decltype(clip), decltype(decays)>(grad[i], p, grad_scale,
                                                                      limit, weight_decay);
@@ -455,11 +437,13 @@ void lars(T* param, T* momentum_buffer, const T* grad, T rate, T momentum, T wei
 }  // namespace gradwatch
 
 // Explicit instantiations of every kernel for one T, inside the including file's GW_ISA namespace.
+#define GW_OPTIM_RANGE int64_t, int64_t, int64_t  // E, chunk_begin, chunk_end
 #define GRADWATCH_INSTANTIATE_OPTIM_KERNELS(T)                                                    \
-  template void sgd<T>(T*, T*, const T*, T, T, T, T, bool, bool, T, T, int64_t, double*);         \
-  template void adagrad<T>(T*, T*, const T*, T, T, T, T, T, int64_t, double*);                    \
-  template void rmsprop<T>(T*, T*, T*, T*, const T*, T, T, T, T, T, T, T, T, int64_t, double*);   \
-  template void adam<T>(T*, T*, T*, const T*, T, T, T, T, T, T, T, T, bool, T, T, int64_t,        \
+  template void sgd<T>(T*, T*, const T*, T, T, T, T, bool, bool, T, T, GW_OPTIM_RANGE, double*);  \
+  template void adagrad<T>(T*, T*, const T*, T, T, T, T, T, GW_OPTIM_RANGE, double*);             \
+  template void rmsprop<T>(T*, T*, T*, T*, const T*, T, T, T, T, T, T, T, T, GW_OPTIM_RANGE,      \
+                           double*);                                                              \
+  template void adam<T>(T*, T*, T*, const T*, T, T, T, T, T, T, T, T, bool, T, T, GW_OPTIM_RANGE, \
                         double*);                                                                 \
-  template void lars_partial_norms<T>(double*, const T*, const T*, T, T, int64_t);                \
-  template void lars<T>(T*, T*, const T*, T, T, T, T, T, int64_t, double*);
+  template void lars_partial_norms<T>(double*, const T*, const T*, T, T, GW_OPTIM_RANGE);         \
+  template void lars<T>(T*, T*, const T*, T, T, T, T, T, GW_OPTIM_RANGE, double*);

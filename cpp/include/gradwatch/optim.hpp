@@ -1,5 +1,6 @@
 // Optimisers: one fused pass per tensor over parameter, gradient and state.
-// Dims: E = elements of one tensor (flattened), P = tensors (count), K = chunks of 8192 elements.
+// Dims: E = elements of one tensor (flattened), P = tensors (count), K = chunks of 8192 elements
+// of one tensor, G = chunks of all tensors.
 //
 // The update rules are PyTorch's (torch/optim/sgd.py, adagrad.py, rmsprop.py, adam.py, adamw.py)
 // and LARS (You, Gitman & Ginsburg 2017, Alg. 1) with NVIDIA's LARC clipping as an option. Each
@@ -69,9 +70,12 @@ class Optimizer {
   // ||params[p]||^2 before the update and norms[2p + 1] = ||params[p] after - before||^2, summed
   // in the update pass over fixed chunks (the same bits on any number of threads); the other
   // roles, whose norms telemetry does not report, get NaN (their update skips the work).
+  // At most max_threads threads (0: the thread budget) share the chunks: a network whose step ran
+  // on one thread passes 1, since waking a sleeping thread costs more than its small update.
   // params[p], grads[p]: (sizes[p])  sizes, roles: (P) = count  norms: (2 P)
   void step(T* const* params, const T* const* grads, const int64_t* sizes, const ParamRole* roles,
-            int64_t count, T grad_scale, T clip_value, double* norms = nullptr);
+            int64_t count, T grad_scale, T clip_value, double* norms = nullptr,
+            int max_threads = 0);
 
   int64_t step_count() const { return step_count_; }
 
@@ -99,8 +103,10 @@ class Optimizer {
 
   void allocate(const int64_t* sizes, const ParamRole* roles, int64_t count);
   void require_layout(const int64_t* sizes, const ParamRole* roles, int64_t count) const;
-  void update_tensor(int64_t p, T* param, const T* grad, T grad_scale, T clip_value,
-                     double* norms);
+  // Chunks [k0, k1) of tensor p, on the calling thread; want_norms: telemetry's chunk norms of
+  // a weight into norm_partials_.
+  void update_chunks(int64_t p, T* param, const T* grad, T grad_scale, T clip_value, int64_t k0,
+                     int64_t k1, bool want_norms);
 
   OptimizerOptions options_;
   int64_t step_count_ = 0;
@@ -109,7 +115,10 @@ class Optimizer {
   std::vector<int64_t> offsets_;  // (P) start of tensor p in each buffer
   std::vector<std::string> buffer_names_;
   std::array<std::vector<T>, kMaxBuffers> buffers_;  // (sum of sizes) each, in buffer_names_ order
-  std::vector<double> norm_partials_;  // (2 K) of the largest tensor: LARS and telemetry scratch
+  std::vector<int64_t> chunk_offsets_;  // (P + 1) first chunk of tensor p among all G chunks
+  std::vector<int64_t> chunk_starts_;   // (G + 1) first element of each chunk, then the total
+  std::vector<double> norm_partials_;   // (2 G) telemetry's chunk norms of the weights
+  std::vector<double> lars_partials_;   // (2 G) LARS's chunk norms (LARS only)
   int buffer_signature_ = 0;  // which buffers the options that allocated them need
 };
 
