@@ -351,36 +351,57 @@ def compare(got, want, dtype):
     return None
 
 
-def measure(function, seconds, min_samples, partner=None):
-    """Median seconds per call: warm-up, then samples of >= 1 ms each for ~`seconds` in all.
-    With `partner` (a single-threaded NumPy call), its samples alternate with the function's and
-    (function time, partner time) is returned: a ratio of the two then comes from the same
-    moments of a machine whose speed drifts."""
+def calls_per_sample(function):
+    """Calls that make a sample of >= 1 ms, and the seconds of one call (after a warm-up call)."""
+    function()
+    start = time.perf_counter()
+    function()
+    single = max(time.perf_counter() - start, 1e-7)
+    return max(1, math.ceil(1e-3 / single)), single
+
+
+def take_samples(functions, samples, out):
+    """`samples` rounds, each timing one sample of every function in turn, appended to out."""
+    numbers = [calls_per_sample(f)[0] for f in functions]
+    for _ in range(samples):
+        for f, number, times in zip(functions, numbers, out):
+            start = time.perf_counter()
+            for _ in range(number):
+                f()
+            times.append((time.perf_counter() - start) / number)
+
+
+def measure(functions, seconds, min_samples):
+    """Median seconds per call of each function, their samples alternating: a ratio of two then
+    comes from the same moments of a machine whose speed drifts. Only the first function may run
+    threads; the others (NumPy's elementwise ops, np.copyto) run on the calling thread."""
     # Idle threads spin before they sleep: OpenBLAS's for THREAD_TIMEOUT (2^28 cycles, measured
     # 0.10-0.125 s of CPU here, in both OpenBLAS copies: NumPy's and gradwatch's), libgomp's for
     # GOMP_SPINCOUNT (measured 4-8 ms). The pause outlasts both, so no kernel is timed against
     # the spinning threads of the one timed before it. A single-threaded partner shares no core
     # with the function's threads' spinning on 2 cores: it runs on the calling thread's.
     time.sleep(SETTLE_SECONDS)
-    functions = [function] if partner is None else [function, partner]
-    numbers = []
-    for f in functions:
-        f()
-        start = time.perf_counter()
-        f()
-        single = max(time.perf_counter() - start, 1e-7)
-        numbers.append((max(1, math.ceil(1e-3 / single)), single))
-    round_time = sum(number * single for number, single in numbers)
+    round_time = sum(number * single for number, single in map(calls_per_sample, functions))
     samples = max(min_samples, round(seconds / round_time))
     times = [[] for _ in functions]
-    for _ in range(samples):
-        for f, (number, _), out in zip(functions, numbers, times):
-            start = time.perf_counter()
-            for _ in range(number):
-                f()
-            out.append((time.perf_counter() - start) / number)
-    medians = tuple(statistics.median(t) for t in times)
-    return medians[0] if partner is None else medians
+    take_samples(functions, samples, times)
+    return tuple(statistics.median(t) for t in times)
+
+
+def measure_in_turns(functions, seconds, min_samples, turns=3):
+    """Median seconds per call of each function, for functions that each run threads of their own
+    (gradwatch's team, NumPy's OpenBLAS, the bare GEMM): they cannot alternate sample by sample
+    (each would run against the other's spinning threads), so they take `turns` turns of
+    seconds / turns each, a pause before each turn, and the samples of all turns are pooled."""
+    times = [[] for _ in functions]
+    for _ in range(turns):
+        for f, out in zip(functions, times):
+            time.sleep(SETTLE_SECONDS)
+            _, single = calls_per_sample(f)
+            number = max(1, math.ceil(1e-3 / single))
+            samples = max(math.ceil(min_samples / turns), round(seconds / turns / (number * single)))
+            take_samples([f], samples, [out])
+    return tuple(statistics.median(t) for t in times)
 
 
 def bytes_moved(case, gw_result):
@@ -469,10 +490,12 @@ def main(argv=None):
                                           "np.vectorize(math.erf) (no SciPy: slow, unfair)"))
     print(f"# timing: median of >= {min_samples} samples of >= 1 ms, ~{seconds} s per "
           "measurement, after a warm-up; ratio = NumPy time / gradwatch time (> 1: faster)")
+    print("#   the samples of gradwatch, NumPy (one thread) and the copy alternate; dense, whose "
+          "NumPy and GEMM run threads, takes 3 turns of each instead, samples pooled")
     print("# bytes: every input array read once + every output array written once (the least "
           "any implementation moves);")
     print("#   of copy = that bandwidth / np.copyto's (same dtype, same element count as x, "
-          "read + write, one thread), its samples alternating with the kernel's")
+          "read + write, one thread)")
     print(f"# a {SETTLE_SECONDS} s pause before each measurement lets the idle threads of the "
           "library timed before stop spinning")
     print("# dense: GEMM = the bare OpenBLAS GEMM(s) gradwatch calls (_core.gemm_*), output "
@@ -502,12 +525,15 @@ def main(argv=None):
             case.results["error"] = problem
             print(f"{label} CHECK FAILED: {problem}")
             continue
-        if case.memory_bound:  # timed in alternation with the copy it is compared with
-            gw_time, copy_time = measure(case.run_gw, seconds, min_samples,
-                                         partner=copy_function(case.elements, case.dtype))
+        if case.run_gemm is not None:  # three threaded libraries: in turns
+            gw_time, np_time, gemm_time = measure_in_turns(
+                [case.run_gw, case.run_np, case.run_gemm], seconds, min_samples)
+        elif case.memory_bound:  # in alternation with NumPy and the copy it is compared with
+            gw_time, np_time, copy_time = measure(
+                [case.run_gw, case.run_np, copy_function(case.elements, case.dtype)], seconds,
+                min_samples)
         else:
-            gw_time = measure(case.run_gw, seconds, min_samples)
-        np_time = measure(case.run_np, seconds, min_samples)
+            gw_time, np_time = measure([case.run_gw, case.run_np], seconds, min_samples)
         case.results.update(gw=gw_time, numpy=np_time, ratio=np_time / gw_time)
         line = f"{label} {format_time(gw_time)} {format_time(np_time)} {np_time / gw_time:6.2f}"
         if case.memory_bound:
@@ -519,7 +545,6 @@ def main(argv=None):
         else:
             line += f" {'':>6} {'':>7}"
         if case.run_gemm is not None:
-            gemm_time = measure(case.run_gemm, seconds, min_samples)
             case.results["gemm_ratio"] = gw_time / gemm_time
             line += f" {format_time(gemm_time)} {gw_time / gemm_time:10.3f}"
         print(line, flush=True)

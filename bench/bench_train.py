@@ -7,7 +7,9 @@ relu + batch norm, batch 128, SGD momentum; (c) 784-1024-1024-10 relu, batch 256
 (d) 64-(64x20)-10 tanh, batch 32, SGD; plus batch-1 inference latency of (a) and (b).
 
 Every implementation runs in this process with the same thread count; PyTorch rows are skipped
-when torch is not importable. Printed per configuration: median step time of each, the ratios
+when torch is not importable. Each implementation's step is timed in 3 turns (gradwatch, PyTorch,
+NumPy, the bare GEMMs, again and again), so that all meet the same drift of a noisy machine.
+Printed per configuration: median step time of each, the ratios
 (> 1: gradwatch faster), GFLOP/s as a fraction of the sgemm peak measured here, and the split of a
 gradwatch step into GEMM, gradwatch's own passes and overhead, from the core's opt-in step timers
 (cpp/src/step_profile.hpp), with the target "time outside GEMM <= 15% of a step" on (a)-(c).
@@ -32,6 +34,7 @@ except ImportError:  # NumPy's BLAS then keeps its own thread count (said in the
     threadpoolctl = None
 
 SETTLE_SECONDS = 0.15  # idle OpenBLAS threads spin ~0.1 s after a call: let them stop first
+TURNS = 3  # turns of gradwatch, PyTorch, NumPy and the bare GEMMs, in that order, per config
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,9 @@ OUTSIDE_GEMM_TARGET = 0.15  # of a step, on (a)-(c)
 OUTSIDE_GEMM_KEYS = ("a", "b", "c")
 
 
-def measure(step, seconds: float, min_samples: int = 5) -> float:
-    """Median seconds of `step` over batches of calls lasting >= 1 ms, after a warm-up."""
+def take_samples(step, seconds: float, min_samples: int) -> list:
+    """Seconds per call of `step`, one per batch of calls lasting >= 1 ms, after a warm-up and a
+    pause (the idle threads of whatever ran before stop spinning)."""
     for _ in range(3):
         step()
     start = time.perf_counter()
@@ -74,7 +78,24 @@ def measure(step, seconds: float, min_samples: int = 5) -> float:
         for _ in range(calls):
             step()
         samples.append((time.perf_counter() - begin) / calls)
-    return statistics.median(samples)
+    return samples
+
+
+def measure(step, seconds: float, min_samples: int = 5) -> float:
+    """Median seconds of `step` over batches of calls lasting >= 1 ms."""
+    return statistics.median(take_samples(step, seconds, min_samples))
+
+
+def measure_in_turns(steps, seconds: float, turns: int = TURNS, min_samples: int = 5) -> list:
+    """Median seconds per call of each step, the steps taking `turns` turns of seconds / turns
+    each, samples of all turns pooled: every step meets the same drift of a noisy machine. (Each
+    runs threads of its own, so they cannot alternate call by call.)"""
+    samples = [[] for _ in steps]
+    for _ in range(turns):
+        for step, out in zip(steps, samples):
+            if step is not None:
+                out.extend(take_samples(step, seconds / turns, -(-min_samples // turns)))
+    return [statistics.median(out) if out else None for out in samples]
 
 
 @dataclass(frozen=True)
@@ -352,12 +373,10 @@ def main(argv=None) -> int:
         x, y = make_data(config, rng)
         net = gradwatch_net(config)
         optimizer = gradwatch_optimizer(config)
-        gw_time = measure(lambda: net.train_step(x, y, optimizer), seconds)
         inference_nets[config.key] = net
-        time.sleep(SETTLE_SECONDS)
         splits[config.key] = profile_split(net, lambda: net.train_step(x, y, optimizer), seconds)
 
-        torch_time = None
+        torch_step = None
         if torch is not None:
             model, torch_opt = torch_model(torch, config)
             tx, ty = torch.from_numpy(x), torch.from_numpy(y)
@@ -369,18 +388,16 @@ def main(argv=None) -> int:
                 loss.backward()
                 torch_opt.step()
 
-            time.sleep(SETTLE_SECONDS)
-            torch_time = measure(torch_step, seconds)
             inference_nets[config.key + "_torch"] = model
 
         numpy_net = NumpyMLP(config, np.random.default_rng(1))
-        time.sleep(SETTLE_SECONDS)
-        numpy_time = measure(lambda: numpy_net.step(x, y), seconds)
         inference_nets[config.key + "_numpy"] = numpy_net
 
-        time.sleep(SETTLE_SECONDS)
         shapes = step_gemm_shapes(config)
-        gemm_time = measure(lambda: _core.time_gemm_sequence_f32(shapes, 1), seconds)
+        gw_time, torch_time, numpy_time, gemm_time = measure_in_turns(
+            [lambda: net.train_step(x, y, optimizer), torch_step,
+             lambda: numpy_net.step(x, y), lambda: _core.time_gemm_sequence_f32(shapes, 1)],
+            seconds)
         gflops = step_flops(config) / gw_time / 1e9
         vs_torch = torch_time / gw_time if torch_time else float("nan")
         vs_numpy = numpy_time / gw_time
