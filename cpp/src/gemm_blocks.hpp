@@ -15,6 +15,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -72,8 +73,11 @@ using SumOfSquaresKernel = void (*)(double* sum, const T* C, int64_t M, int64_t 
 // small_gemm replaces OpenBLAS for blocks with neither operand transposed that have at most
 // small_gemm_rows rows or that OpenBLAS would allocate for (gemm_allocates; a training step
 // allocates nothing) (it may read past the end of B: only for a padded B); sum_of_squares sets
-// sumsq[block] to the sum of squares of the block of C, computed while it is in cache.
-// op(A): (M, K)  op(B): (K, N)  C: (M, N)  bias: (N) or null  sumsq: (plan.blocks) or null
+// sumsq[block] to the sum of squares of the block of C, computed while it is in cache, and then,
+// with nonfinite non-null, nonfinite[block] to the count of the block's non-finite entries (only
+// searched when that sum is not finite: for telemetry, whose C may be overwritten later).
+// op(A): (M, K)  op(B): (K, N)  C: (M, N)  bias: (N) or null  sumsq, nonfinite: (plan.blocks)
+// or null
 template <typename T>
 struct GemmJob {
   bool transpose_a, transpose_b;
@@ -91,6 +95,7 @@ struct GemmJob {
   int64_t small_gemm_rows;
   SumOfSquaresKernel<T> sum_of_squares;
   double* sumsq;
+  int64_t* nonfinite;
 
   void run_block(int64_t block) const {
     const int64_t dim = plan.split_rows ? M : N;
@@ -121,7 +126,14 @@ struct GemmJob {
     } else {
       gemm<T>(transpose_a, transpose_b, m, n, K, T(1), a, lda, b, ldb, beta, c, ldc);
     }
-    if (sum_of_squares != nullptr) sum_of_squares(sumsq + block, c, m, n, ldc);
+    if (sum_of_squares == nullptr) return;
+    sum_of_squares(sumsq + block, c, m, n, ldc);
+    if (nonfinite == nullptr || std::isfinite(sumsq[block])) return;
+    int64_t count = 0;
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t j = 0; j < n; ++j) count += std::isfinite(c[r * ldc + j]) ? 0 : 1;
+    }
+    nonfinite[block] = count;
   }
 };
 
@@ -133,7 +145,7 @@ GemmJob<T> gemm_job(bool transpose_a, bool transpose_b, int64_t M, int64_t N, in
   const int64_t ldb = transpose_b ? K : N;
   return {transpose_a, transpose_b, M,       N,       K,      A,       lda,    B,
           ldb,         beta,        C,       N,       bias,   plan_gemm(M, N, K),
-          nullptr,     0,           nullptr, nullptr};
+          nullptr,     0,           nullptr, nullptr, nullptr};
 }
 
 // The blocks of one or two GEMMs and one more small task, shared out dynamically (every task

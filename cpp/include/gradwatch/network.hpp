@@ -267,6 +267,7 @@ class Network {
   std::vector<double> unit_sums_;       // (kMaxChunks, sum of O)
   std::vector<int64_t> nonzero_rows_;   // (L, kMaxChunks)
   std::vector<double> grad_out_sumsq_;  // (L, kMaxGemmBlocks): of each hidden layer's grad_out
+  std::vector<int64_t> grad_out_nonfinite_;  // (L, kMaxGemmBlocks): its non-finite entries
   std::vector<double> param_norms_;     // (2 P) from the optimiser
   std::vector<double> step_metrics_;    // (L, M)
   std::vector<int64_t> step_nonfinite_; // (L)
