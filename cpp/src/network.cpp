@@ -418,29 +418,35 @@ void Network<T>::reserve(int64_t N) {
     ++workspace_allocations_;
   }
   if (N <= capacity_) return;
-  // Per row: z for every layer; a and grad_out for hidden layers; h, out, grad_h and grad_z
-  // where needed; the logits' gradient for the output layer.
-  // A hidden layer's backward passes write grad_h and grad_z over grad_out, element by element:
-  // its lines are in cache, fresh from the GEMM that wrote it, where separate buffers cost a
-  // miss for every line they write (784-256x5-10 + batch norm: the activation backward's
-  // stores stalled on 64% of its samples). Layer 0 with a residual keeps them apart: probe's
-  // gradient of the input adds its grad_out.
+  // Per row: z for every layer; a for hidden layers; h, out, grad_h and grad_z where needed;
+  // the logits' gradient for the output layer; two gradient buffers as wide as the widest
+  // hidden layer.
+  // The hidden layers' gradients stay in cache: a layer's backward passes write grad_h and
+  // grad_z over its grad_out, element by element, and grad_out itself is one of the two
+  // gradient buffers, alternating by layer (layer i's dx GEMM reads its grad_z from one and
+  // writes layer i - 1's grad_out into the other; nothing reads a gradient buffer after the
+  // layers below have used it). Buffers of their own cost a miss for every line written
+  // (784-256x5-10 + batch norm: the activation backward's stores stalled on 64% of its
+  // samples). Layer 0 with a residual keeps grad_h and grad_z apart: probe's gradient of the
+  // input adds its grad_out.
   const auto keeps_grad_out = [&](const Layer& l) {
     return l.residual && &l == &layers_.front();
   };
-  int64_t per_row = 0, mask_per_row = 0;
+  int64_t per_row = 0, mask_per_row = 0, widest = 0;
   for (const Layer& l : layers_) {
     per_row += l.out;  // z
     if (!l.hidden) {
       per_row += l.out;  // grad_z
       continue;
     }
-    per_row += 2 * l.out;  // a, grad_out
+    widest = std::max(widest, l.out);
+    per_row += l.out;  // a
     if (l.keep_h) per_row += l.out;  // h
     if (l.dropout || l.residual) per_row += l.out;  // output
     if (keeps_grad_out(l)) per_row += (l.batchnorm ? 2 : 1) * l.out;  // grad_h, grad_z
     if (l.dropout) mask_per_row += l.out;
   }
+  per_row += 2 * widest;  // the gradient buffers
   std::vector<T> work(static_cast<size_t>(N * per_row));
   std::vector<uint8_t> masks(static_cast<size_t>(N * mask_per_row));
   T* next = work.data();
@@ -450,7 +456,9 @@ void Network<T>::reserve(int64_t N) {
     next += N * width;
     return p;
   };
-  for (Layer& l : layers_) {
+  T* gradient_buffers[2] = {take(widest), take(widest)};
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& l = layers_[i];
     l.z = take(l.out);
     if (!l.hidden) {
       l.grad_z = take(l.out);
@@ -458,7 +466,7 @@ void Network<T>::reserve(int64_t N) {
       continue;
     }
     l.a = take(l.out);
-    l.grad_out = take(l.out);
+    l.grad_out = gradient_buffers[i % 2];
     l.h = l.keep_h ? take(l.out) : nullptr;
     l.output = l.dropout || l.residual ? take(l.out) : l.a;
     l.grad_h = keeps_grad_out(l) ? take(l.out) : l.grad_out;
