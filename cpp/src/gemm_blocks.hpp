@@ -29,11 +29,17 @@ namespace gradwatch {
 
 // A GEMM of M x N x K multiply-adds is split in up to kMaxGemmBlocks blocks of rows or columns
 // (the larger output dimension), halving while each block keeps kGemmBlockWork multiply-adds
-// and kGemmMinSplit rows or columns. Each block packs the operand it shares with the others
-// again: on 2 cores 4 blocks beat 8 (784-1024-1024-10, batch 256: 16.6 against 17.4 ms a step)
-// and 2 (18.5 ms), whose halves finish unevenly.
+// and kGemmMinSplit rows or columns; GEMMs of fewer than kGemmFourBlockWork multiply-adds stop
+// at 2 blocks. Each block packs the operand it shares with the others again (OpenBLAS's copy
+// routines: 17% of the CPU samples of 784-256x5-10 + batch norm, batch 128, with 4 blocks).
+// On 2 cores, measured on 784-1024-1024-10, batch 256 (GEMMs of 2e8 multiply-adds): 4 blocks
+// beat 8 (16.6 against 17.4 ms a step) and 2 (18.5 ms), whose halves finish unevenly; on the
+// smaller GEMMs of 784-100x4-10, batch 100 and 784-256x5-10, batch 128 (at most 2.6e7), 2 blocks
+// beat 4 by 11% a step (old and new builds alternated, 6 rounds of 500 steps, smallest totals:
+// 383 against 430 us, 1885 against 2127 us).
 constexpr int64_t kMaxGemmBlocks = 4;
 constexpr int64_t kGemmBlockWork = int64_t(1) << 17;
+constexpr int64_t kGemmFourBlockWork = int64_t(1) << 26;
 constexpr int64_t kGemmMinSplit = 16;
 
 struct GemmPlan {
@@ -49,8 +55,9 @@ inline GemmPlan plan_gemm(int64_t M, int64_t N, int64_t K) {
   const bool split_rows = M >= N;
   const int64_t dim = split_rows ? M : N;
   const int64_t work = M * N * K;
+  const int64_t most = work >= kGemmFourBlockWork ? kMaxGemmBlocks : 2;
   int64_t blocks = 1;
-  while (blocks < kMaxGemmBlocks && work / (2 * blocks) >= kGemmBlockWork &&
+  while (blocks < most && work / (2 * blocks) >= kGemmBlockWork &&
          dim / (2 * blocks) >= kGemmMinSplit) {
     blocks *= 2;
   }
