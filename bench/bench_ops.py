@@ -360,9 +360,9 @@ def calls_per_sample(function):
     return max(1, math.ceil(1e-3 / single)), single
 
 
-def take_samples(functions, samples, out):
-    """`samples` rounds, each timing one sample of every function in turn, appended to out."""
-    numbers = [calls_per_sample(f)[0] for f in functions]
+def take_samples(functions, numbers, samples, out):
+    """`samples` rounds, each timing one sample (numbers[i] calls) of every function in turn,
+    appended to out."""
     for _ in range(samples):
         for f, number, times in zip(functions, numbers, out):
             start = time.perf_counter()
@@ -381,10 +381,11 @@ def measure(functions, seconds, min_samples):
     # the spinning threads of the one timed before it. A single-threaded partner shares no core
     # with the function's threads' spinning on 2 cores: it runs on the calling thread's.
     time.sleep(SETTLE_SECONDS)
-    round_time = sum(number * single for number, single in map(calls_per_sample, functions))
+    calibration = [calls_per_sample(f) for f in functions]
+    round_time = sum(number * single for number, single in calibration)
     samples = max(min_samples, round(seconds / round_time))
     times = [[] for _ in functions]
-    take_samples(functions, samples, times)
+    take_samples(functions, [number for number, _ in calibration], samples, times)
     return tuple(statistics.median(t) for t in times)
 
 
@@ -397,10 +398,9 @@ def measure_in_turns(functions, seconds, min_samples, turns=3):
     for _ in range(turns):
         for f, out in zip(functions, times):
             time.sleep(SETTLE_SECONDS)
-            _, single = calls_per_sample(f)
-            number = max(1, math.ceil(1e-3 / single))
+            number, single = calls_per_sample(f)
             samples = max(math.ceil(min_samples / turns), round(seconds / turns / (number * single)))
-            take_samples([f], samples, [out])
+            take_samples([f], [number], samples, [out])
     return tuple(statistics.median(t) for t in times)
 
 

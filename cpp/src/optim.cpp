@@ -308,12 +308,13 @@ void Optimizer<T>::step(T* const* params, const T* const* grads, const int64_t* 
   const int64_t total = chunk_starts_.back(), chunks = chunk_offsets_.back();
   const bool lars = options_.kind == OptimizerKind::lars;
   const auto run = [&](int64_t thread, int64_t threads) {
+    // The first chunk that starts at or after thread t's share; G for t = threads.
     const auto first_chunk = [&](int64_t t) {
       const auto share_start = std::lower_bound(chunk_starts_.begin(), chunk_starts_.end() - 1,
                                                 t * total / threads);
       return static_cast<int64_t>(share_start - chunk_starts_.begin());
     };
-    const int64_t lo = first_chunk(thread), hi = thread + 1 < threads ? first_chunk(thread + 1) : chunks;
+    const int64_t lo = first_chunk(thread), hi = first_chunk(thread + 1);
     const auto for_my_chunks = [&](const auto& body) {
       for (int64_t p = 0; p < count; ++p) {
         const int64_t g0 = chunk_offsets_[static_cast<size_t>(p)];
@@ -419,9 +420,9 @@ void Optimizer<T>::update_chunks(int64_t p, T* param, const T* grad, T grad_scal
       if (lars_adapts(o, roles_[index])) {
         decay = weight_decay;
         double param_squares = 0.0, grad_squares = 0.0;
-        for (int64_t k = 0; k < chunks_of(E); ++k) {  // index order, whatever the thread count
-          param_squares += lars_partials_[static_cast<size_t>(2 * (first + k))];
-          grad_squares += lars_partials_[static_cast<size_t>(2 * (first + k) + 1)];
+        for (int64_t g = first; g < chunk_offsets_[index + 1]; ++g) {  // index order, any threads
+          param_squares += lars_partials_[static_cast<size_t>(2 * g)];
+          grad_squares += lars_partials_[static_cast<size_t>(2 * g + 1)];
         }
         const double param_norm = std::sqrt(param_squares), grad_norm = std::sqrt(grad_squares);
         // A zero norm keeps the global rate; NaN falls through to a NaN rate.
