@@ -156,20 +156,26 @@ GemmJob<T> gemm_job(bool transpose_a, bool transpose_b, int64_t M, int64_t N, in
 }
 
 // The blocks of one or two GEMMs and one more small task, shared out dynamically (every task
-// writes its own outputs, so the schedule changes no result). Orphaned: inside a parallel
+// writes its own outputs, so the schedule changes no result); with second_pass non-null, each
+// block of the second GEMM is followed on the same thread by (*second_pass)(block), a pass over
+// the part of C that block wrote, while it is in that core's cache. Orphaned: inside a parallel
 // region of several threads it is a worksharing loop, else a plain loop (not an orphaned
 // dynamic loop, for which libgomp allocates a work share on every call). Timed as the network's
-// GEMM phase when its step profile is on.
-template <typename T, typename Extra>
-void run_gemms(const GemmJob<T>& first, const GemmJob<T>* second, const Extra& extra) {
+// GEMM phase when its step profile is on, less the calling thread's time in the passes (own).
+template <typename T, typename SecondPass, typename Extra>
+void run_gemms(const GemmJob<T>& first, const GemmJob<T>* second, const SecondPass* second_pass,
+               const Extra& extra) {
   const int64_t first_blocks = first.plan.blocks;
   const int64_t gemm_tasks = first_blocks + (second != nullptr ? second->plan.blocks : 0);
-  const PhaseTimer timer(&StepProfile::gemm_ns);
+  const FusedPhaseTimer timer(&StepProfile::gemm_ns, &StepProfile::own_ns);
   const auto run_task = [&](int64_t task) {
     if (task < first_blocks) {
       first.run_block(task);
     } else if (task < gemm_tasks) {
       second->run_block(task - first_blocks);
+      if (second_pass == nullptr) return;
+      const PhaseTimer pass_timer(&StepProfile::own_ns);
+      (*second_pass)(task - first_blocks);
     } else {
       extra();
     }
@@ -180,6 +186,35 @@ void run_gemms(const GemmJob<T>& first, const GemmJob<T>* second, const Extra& e
   }
 #pragma omp for schedule(dynamic, 1)
   for (int64_t task = 0; task <= gemm_tasks; ++task) run_task(task);
+}
+
+struct NoPass {
+  void operator()(int64_t) const {}
+};
+
+template <typename T, typename Extra>
+void run_gemms(const GemmJob<T>& first, const GemmJob<T>* second, const Extra& extra) {
+  run_gemms(first, second, static_cast<const NoPass*>(nullptr), extra);
+}
+
+// The blocks of one GEMM, each followed on the same thread by pass(block), a pass over the part
+// of C the block wrote while it is in that core's cache, with no barrier between. The blocks go
+// to the threads in order (static): the next layer's block b, on the same rows, runs on the same
+// core. Timed as the GEMM phase, less the calling thread's time in the passes, which is own.
+template <typename T, typename Pass>
+void run_gemm_with_pass(const GemmJob<T>& job, const Pass& pass) {
+  const FusedPhaseTimer timer(&StepProfile::gemm_ns, &StepProfile::own_ns);
+  const auto run_block = [&](int64_t block) {
+    job.run_block(block);
+    const PhaseTimer pass_timer(&StepProfile::own_ns);
+    pass(block);
+  };
+  if (omp_get_num_threads() == 1) {
+    for (int64_t block = 0; block < job.plan.blocks; ++block) run_block(block);
+    return;
+  }
+#pragma omp for schedule(static)
+  for (int64_t block = 0; block < job.plan.blocks; ++block) run_block(block);
 }
 
 // OpenBLAS runs single-threaded while any such scope is alive, in any thread (its thread count

@@ -57,6 +57,7 @@ int64_t round_up(int64_t a, int64_t multiple) { return ceil_div(a, multiple) * m
 
 struct PassGrid {
   int64_t N, F, chunks, block_width, blocks;
+  int64_t row_align = 1;  // chunks start at multiples of row_align rows
 
   PassGrid(int64_t rows, int64_t features) : N(rows), F(features) {
     chunks = std::min(kMaxChunks, ceil_div(N, kPassChunkRows));
@@ -69,14 +70,39 @@ struct PassGrid {
       blocks = ceil_div(F, block_width);
     }
   }
+  // The row blocks of a GEMM that splits its rows: chunk b holds the rows of block b.
+  static PassGrid gemm_rows(const GemmPlan& plan, int64_t rows, int64_t features) {
+    PassGrid grid(rows, features);
+    grid.chunks = plan.blocks;
+    grid.blocks = 1;
+    grid.block_width = features;
+    grid.row_align = plan.align;
+    return grid;
+  }
   int64_t tiles() const { return chunks * blocks; }
+  // The first row of chunk c (c = chunks: N), as GemmPlan::begin places its blocks.
+  int64_t row(int64_t chunk) const {
+    const int64_t units = ceil_div(N, row_align);
+    return std::min(N, row_align * (chunk * units / chunks));
+  }
   PassTile tile(int64_t index) const {
     const int64_t chunk = index / blocks;
     const int64_t f0 = index % blocks * block_width;
-    return {chunk, chunk * N / chunks, (chunk + 1) * N / chunks, f0, std::min(F, f0 + block_width),
-            index};
+    return {chunk, row(chunk), row(chunk + 1), f0, std::min(F, f0 + block_width), index};
   }
 };
+
+// A hidden layer without batch norm whose GEMM splits rows in blocks runs its forward pass
+// inside those blocks, each right after its block's GEMM on the same thread (run_gemm_with_pass):
+// no barrier between them, and the rows are still in that core's cache. Its grid is then the
+// GEMM's row blocks. (Batch norm's moments need every row of a feature before any row goes on.)
+bool forward_pass_fused(const GemmPlan& plan, bool batchnorm) {
+  return !batchnorm && plan.split_rows && plan.blocks > 1;
+}
+PassGrid forward_pass_grid(int64_t N, int64_t I, int64_t O, bool batchnorm) {
+  const GemmPlan plan = plan_gemm(N, O, I);
+  return forward_pass_fused(plan, batchnorm) ? PassGrid::gemm_rows(plan, N, O) : PassGrid(N, O);
+}
 
 // The network's GEMM blocks may use its own few-row GEMM (used only with neither operand
 // transposed, where B is a weight matrix: params_ keeps kSmallGemmPadding values after the last)
@@ -290,7 +316,7 @@ Network<T>::Network(const NetworkSpec& spec)
   int64_t widest = 1;
   for (int64_t w : spec_.widths) widest = std::max(widest, w);
   sum_partials_.assign(static_cast<size_t>(3 * kMaxChunks * widest), 0.0);
-  bias_partials_.assign(static_cast<size_t>(kMaxChunks * widest), T(0));
+  bias_partials_.assign(static_cast<size_t>(2 * kMaxChunks * widest), T(0));
   inference_work_.assign(static_cast<size_t>(2 * kInferenceRows * widest), T(0));
   const int64_t C = spec_.widths.back();
   eval_grad_.assign(static_cast<size_t>(2 * kInferenceRows * C), T(0));
@@ -516,10 +542,12 @@ void Network<T>::training_forward(const T* x, int64_t N) {
     const T* b = params_.data() + parameter_info_[l.bias].offset;
     const GemmJob<T> job =
         make_gemm<T>(false, false, N, l.out, l.in, in, W, T(1), l.z, b, nullptr);
-    run_gemms(job, static_cast<const GemmJob<T>*>(nullptr), [] {});
+    const bool fused = l.hidden && forward_pass_fused(job.plan, l.batchnorm);
+    if (!fused) run_gemms(job, static_cast<const GemmJob<T>*>(nullptr), [] {});
     if (!l.hidden) continue;
-    const PhaseTimer timer(&StepProfile::own_ns);
-    const PassGrid grid(N, l.out);
+    std::optional<PhaseTimer> timer;
+    if (!fused) timer.emplace(&StepProfile::own_ns);
+    const PassGrid grid = forward_pass_grid(N, l.in, l.out, l.batchnorm);
     const int64_t O = l.out;
     if (l.batchnorm) {
       double* within = sum_partials_.data();
@@ -580,9 +608,15 @@ void Network<T>::training_forward(const T* x, int64_t N) {
                                  unit_sums_.data() + kMaxChunks * l.stats_offset,
                                  nonzero_rows_.data() + i * kMaxChunks};
     args.stats = collect_stats_ ? &stats : nullptr;
-    for_tiles(grid, [&](const PassTile& tile) {
-      GRADWATCH_DISPATCH(network_forward_tile<T>, args, tile);
-    });
+    if (fused) {
+      run_gemm_with_pass(job, [&](int64_t block) {
+        GRADWATCH_DISPATCH(network_forward_tile<T>, args, grid.tile(block));
+      });
+    } else {
+      for_tiles(grid, [&](const PassTile& tile) {
+        GRADWATCH_DISPATCH(network_forward_tile<T>, args, tile);
+      });
+    }
     if (collect_stats_ && grid.blocks > 1) {  // tiles split rows: their norms come after
 #pragma omp for schedule(static)
       for (int64_t chunk = 0; chunk < grid.chunks; ++chunk) {
@@ -613,13 +647,49 @@ void Network<T>::loss_forward(const Targets<T>& targets, int64_t N) {
 }
 
 template <typename T>
+T* Network<T>::bias_partials(int64_t i) {
+  // Layer i's sums are written while layer i + 1's are read (its backward pass runs inside
+  // layer i + 1's GEMM blocks): two halves, by parity.
+  return bias_partials_.data() + (i % 2) * static_cast<int64_t>(bias_partials_.size() / 2);
+}
+
+template <typename T>
+HiddenBackwardArgs<T> Network<T>::hidden_backward_args(int64_t i) {
+  Layer& l = layers_[i];
+  Layer* below = i > 0 ? &layers_[i - 1] : nullptr;
+  double* sum_dy = sum_partials_.data();
+  HiddenBackwardArgs<T> args{};
+  args.grad_h = l.grad_h;
+  args.residual_grad = l.residual && below != nullptr ? below->grad_out : nullptr;
+  args.bias_partials = l.batchnorm ? nullptr : bias_partials(i);
+  args.sum_dy = l.batchnorm ? sum_dy : nullptr;
+  args.sum_dy_xhat = l.batchnorm ? sum_dy + kMaxChunks * l.out : nullptr;
+  args.grad_out = l.grad_out;
+  args.mask = use_dropout_ ? l.mask : nullptr;
+  args.a = l.a;
+  args.h = l.keep_h ? l.h : l.z;
+  args.z = l.z;
+  args.mean = l.mean;
+  args.inv_std = l.inv_std;
+  args.O = l.out;
+  args.kind = l.kind;
+  args.alpha = l.alpha;
+  args.keep_scale = l.keep_scale;
+  args.from_output = l.from_output;
+  return args;
+}
+
+template <typename T>
 void Network<T>::training_backward(const T* x, int64_t N) {
   const int64_t L = static_cast<int64_t>(layers_.size());
+  // Set when layer i's activation backward ran inside layer i + 1's dx blocks, on their rows
+  // (as the forward pass runs inside its GEMM's blocks): its grid is then dx's row blocks.
+  std::optional<PassGrid> fused_grid;
   for (int64_t i = L - 1; i >= 0; --i) {
     Layer& l = layers_[i];
     const int64_t O = l.out;
-    const PassGrid grid(N, O);
-    T* bias_partials = bias_partials_.data();
+    const PassGrid grid = fused_grid ? *fused_grid : PassGrid(N, O);
+    T* bias_partials = this->bias_partials(i);
     if (!l.hidden) {
       const PhaseTimer timer(&StepProfile::own_ns);
       for_tiles(grid, [&](const PassTile& tile) {
@@ -627,30 +697,14 @@ void Network<T>::training_backward(const T* x, int64_t N) {
       });
     } else {
       const PhaseTimer timer(&StepProfile::own_ns);
-      Layer* below = i > 0 ? &layers_[i - 1] : nullptr;
       double* sum_dy = sum_partials_.data();
       double* sum_dy_xhat = sum_dy + kMaxChunks * O;
-      HiddenBackwardArgs<T> args{};
-      args.grad_h = l.grad_h;
-      args.residual_grad = l.residual && below != nullptr ? below->grad_out : nullptr;
-      args.bias_partials = l.batchnorm ? nullptr : bias_partials;
-      args.sum_dy = l.batchnorm ? sum_dy : nullptr;
-      args.sum_dy_xhat = l.batchnorm ? sum_dy_xhat : nullptr;
-      args.grad_out = l.grad_out;
-      args.mask = use_dropout_ ? l.mask : nullptr;
-      args.a = l.a;
-      args.h = l.keep_h ? l.h : l.z;
-      args.z = l.z;
-      args.mean = l.mean;
-      args.inv_std = l.inv_std;
-      args.O = O;
-      args.kind = l.kind;
-      args.alpha = l.alpha;
-      args.keep_scale = l.keep_scale;
-      args.from_output = l.from_output;
-      for_tiles(grid, [&](const PassTile& tile) {
-        GRADWATCH_DISPATCH(network_backward_tile<T>, args, tile);
-      });
+      if (!fused_grid) {
+        const HiddenBackwardArgs<T> args = hidden_backward_args(i);
+        for_tiles(grid, [&](const PassTile& tile) {
+          GRADWATCH_DISPATCH(network_backward_tile<T>, args, tile);
+        });
+      }
       if (l.batchnorm) {
         {
           // Features shared out; the sums of squares of grad_gamma and grad_beta come with the
@@ -707,7 +761,16 @@ void Network<T>::training_backward(const T* x, int64_t N) {
                         nullptr, grad_out_sumsq, grad_out_nonfinite);
     }
     const int64_t chunks = grid.chunks;
-    run_gemms(dW, i > 0 ? &dx : nullptr, [&] {
+    fused_grid.reset();
+    HiddenBackwardArgs<T> below_args{};
+    if (i > 0 && layers_[i - 1].hidden && dx.plan.split_rows && dx.plan.blocks > 1) {
+      fused_grid = PassGrid::gemm_rows(dx.plan, N, l.in);
+      below_args = hidden_backward_args(i - 1);
+    }
+    const auto below_pass = [&](int64_t block) {
+      GRADWATCH_DISPATCH(network_backward_tile<T>, below_args, fused_grid->tile(block));
+    };
+    run_gemms(dW, i > 0 ? &dx : nullptr, fused_grid ? &below_pass : nullptr, [&] {
       double sumsq = 0.0;
       for (int64_t f = 0; f < O; ++f) {
         T sum = bias_partials[f];
@@ -1105,7 +1168,7 @@ void Network<T>::collect_statistics(double* metrics, int64_t* nonfinite, int64_t
       for (int64_t b = 0; b < kMaxGemmBlocks; ++b) {  // counted by the GEMM that wrote it
         bad += grad_out_nonfinite_[static_cast<size_t>(i * kMaxGemmBlocks + b)];
       }
-      const PassGrid grid(N, O);
+      const PassGrid grid = forward_pass_grid(N, l.in, O, l.batchnorm);
       double sums[kTileSums] = {};
       for (int64_t t = 0; t < grid.tiles(); ++t) {
         const double* tile = tile_sums_.data() + (i * kMaxTiles + t) * kTileSums;

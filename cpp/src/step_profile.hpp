@@ -7,9 +7,11 @@
 // Phases: gemm = the GEMM blocks of a layer (with the bias rows copied into the output, the sums
 // of squares of a weight gradient and the bias-gradient reduction that share those loops); own =
 // every pass of gradwatch's own between GEMMs (batch-norm moments and coefficients, activation,
-// dropout, residual, loss, activation backward, bias partial sums); tail = the step after the
-// passes (finiteness checks, norm, optimiser update, running statistics). The rest of total
-// (argument checks, workspace, OpenBLAS thread switch, starting the team) is the core's overhead.
+// dropout, residual, loss, activation backward, bias partial sums; those that run inside a
+// GEMM's blocks, on the rows a block wrote, are timed there on the calling thread, and that time
+// is taken off the GEMM phase's); tail = the step after the passes (finiteness checks, norm,
+// optimiser update, running statistics). The rest of total (argument checks, workspace,
+// OpenBLAS thread switch, starting the team) is the core's overhead.
 //
 // Off (the default), a phase costs one read of a thread-local pointer and a branch.
 #pragma once
@@ -50,6 +52,30 @@ class PhaseTimer {
   StepProfile* profile_;
   int64_t StepProfile::*field_;
   int64_t start_ = 0;
+};
+
+// Adds the wall time of its scope to `field`, less what `inner` (timed by PhaseTimers inside
+// the scope) gained meanwhile: for a phase that contains another.
+class FusedPhaseTimer {
+ public:
+  FusedPhaseTimer(int64_t StepProfile::*field, int64_t StepProfile::*inner)
+      : profile_(current_step_profile()), field_(field), inner_(inner) {
+    if (profile_ == nullptr) return;
+    start_ = steady_nanoseconds();
+    inner_start_ = profile_->*inner_;
+  }
+  ~FusedPhaseTimer() {
+    if (profile_ == nullptr) return;
+    profile_->*field_ += steady_nanoseconds() - start_ - (profile_->*inner_ - inner_start_);
+  }
+  FusedPhaseTimer(const FusedPhaseTimer&) = delete;
+  FusedPhaseTimer& operator=(const FusedPhaseTimer&) = delete;
+
+ private:
+  StepProfile* profile_;
+  int64_t StepProfile::*field_;
+  int64_t StepProfile::*inner_;
+  int64_t start_ = 0, inner_start_ = 0;
 };
 
 // Makes `profile` (null: none) the calling thread's for one train_step and adds the step and

@@ -49,6 +49,9 @@ enum class LossKind : int {
 const char* loss_name(LossKind kind);
 
 // One hidden layer: dense -> batch norm (if on) -> activation -> dropout (if p > 0) (+ input).
+template <typename T>
+struct HiddenBackwardArgs;  // network_passes.hpp
+
 struct HiddenLayerSpec {
   Activation activation = Activation::relu;
   double alpha = 0;       // leaky_relu's negative slope or elu's alpha; ignored by other kinds
@@ -223,6 +226,8 @@ class Network {
   void training_forward(const T* x, int64_t N);
   void loss_forward(const Targets<T>& targets, int64_t N);
   void training_backward(const T* x, int64_t N);
+  T* bias_partials(int64_t i);
+  HiddenBackwardArgs<T> hidden_backward_args(int64_t i);
   void inference_chunk(T* logits, const T* x, int64_t rows);
   void check_finite(const Targets<T>& targets, int64_t N) const;
   double gradient_norm() const;
